@@ -1,0 +1,62 @@
+"""The ``tumorseg`` command line (also ``python -m monai_core``).
+
+Each sub-command lives in ``monai_core.commands.<name>`` with ``add_parser(subparsers)`` and
+``run(args) -> int``. Exit codes (DESIGN.md): 0 success, 2 bad input or usage (one line on
+stderr, no traceback), 3 a batch in which some cases failed, 1 an internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import InputError
+
+__all__ = ["main", "COMMANDS"]
+
+COMMANDS = ("detect", "batch", "evaluate", "export_dicom_seg")
+EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_CASES_FAILED = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line with exit code 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tumorseg", description="Brain tumour detection and segmentation for MRI.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"monai_core.commands.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"monai_core.commands.{name}":
+                raise
+            continue
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except InputError as error:
+        print(f"tumorseg: error: {error}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("tumorseg: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # an internal error: keep the traceback for the bug report
+        import traceback
+
+        traceback.print_exc()
+        print(f"tumorseg: internal error: {error}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``tumorseg`` command line, one module each."""

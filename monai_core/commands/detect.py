@@ -1,0 +1,66 @@
+"""``tumorseg detect``: one study in, a segmentation and a report out."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "detect",
+        help="detect and segment tumour in one study",
+        description="Detect and segment brain tumour (FLAIR abnormality) in one MRI study.",
+    )
+    parser.add_argument("case_dir", nargs="?", help="a Kaggle-layout patient folder of <case>_<n>.tif slices")
+    parser.add_argument("--flair", help="FLAIR volume: NIfTI, NRRD or DICOM series folder")
+    parser.add_argument("--t1", help="pre-contrast T1 (optional; replaced by FLAIR when missing)")
+    parser.add_argument("--t1c", help="post-contrast T1 (optional; replaced by FLAIR when missing)")
+    parser.add_argument("-o", "--output", required=True, help="output folder; results go to OUTPUT/<case_id>/")
+    parser.add_argument("--case-id", help="name of the case folder (default: from the input name)")
+    parser.add_argument("--seg-nrrd", action="store_true", help="also write segmentation.seg.nrrd for 3D Slicer")
+    parser.add_argument("--dicom-seg", action="store_true", help="also write segmentation.dcm (DICOM input only)")
+    parser.add_argument("--overlay", action="store_true", help="also write overlay.png of the flagged slices")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing case folder")
+    parser.add_argument("--progress", choices=["text", "json", "none"], default="text", help="progress on stderr")
+    parser.add_argument("--bundle", type=Path, help="bundle folder (default: the bundle shipped with TumorSeg)")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args) -> int:
+    from ..detect import detect_case
+    from ..errors import InputError
+    from ..pipeline import DEFAULT_BUNDLE, TumorSegPipeline
+    from ..progress import reporter
+
+    if (args.case_dir is None) == (args.flair is None):
+        raise InputError(None, "give either a Kaggle case folder or --flair (not both)")
+    progress = reporter(args.progress)
+    progress("load", 0.0, "loading the models")
+    pipeline = TumorSegPipeline(args.bundle or DEFAULT_BUNDLE)
+    report = detect_case(
+        pipeline,
+        args.output,
+        kaggle_dir=args.case_dir,
+        flair=args.flair,
+        t1=args.t1,
+        t1c=args.t1c,
+        case_id=args.case_id,
+        seg_nrrd=args.seg_nrrd,
+        overlay=args.overlay,
+        dicom_seg=args.dicom_seg,
+        overwrite=args.overwrite,
+        progress=progress,
+    )
+    volume = report["tumor_volume_ml"]
+    flagged = sum(s["positive"] for s in report["slices"])
+    summary = f"{report['case_id']}: {'tumour detected' if report['tumor_detected'] else 'no tumour detected'}"
+    summary += f", {flagged} of {len(report['slices'])} slices flagged"
+    summary += f", volume {volume:.1f} mL" if volume is not None else ", volume unknown (no voxel spacing)"
+    print(summary)
+    print(f"outputs: {Path(args.output) / report['case_id']}")
+    return 0

@@ -1,0 +1,127 @@
+"""Detect tumour in one study: load, run both networks, map back, write the outputs.
+
+This is the Python API behind ``tumorseg detect``; ``tumorseg batch`` calls it once per case
+with a pipeline loaded once per worker.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputError
+from .outputs import CaseWriter, case_folder_ready, write_json_atomic, write_mask_nifti, write_overlay_png, write_seg_nrrd
+from .pipeline import TumorSegPipeline
+from .progress import Progress
+from .study import Study, is_kaggle_case, load_kaggle_case, load_volumes
+
+__all__ = ["detect_case", "load_study", "build_report"]
+
+
+def load_study(kaggle_dir=None, flair=None, t1=None, t1c=None, case_id=None, progress: Progress | None = None) -> Study:
+    """A Study from a Kaggle folder or from scanner volumes (exactly one of the two)."""
+    if (kaggle_dir is None) == (flair is None):
+        raise InputError(None, "give either a Kaggle case folder or --flair")
+    if kaggle_dir is not None:
+        if not is_kaggle_case(kaggle_dir):
+            raise InputError(kaggle_dir, "not a Kaggle-layout case folder (no <case>_1.tif); use --flair for volumes")
+        return load_kaggle_case(kaggle_dir, case_id)
+    return load_volumes(flair, t1, t1c, case_id, progress)
+
+
+def build_report(study: Study, prediction, mask, pipeline: TumorSegPipeline, timing: dict) -> dict:
+    pixels = study.pixels_per_slice(mask)
+    total = int(sum(pixels))
+    voxel_ml = study.voxel_ml()
+    return {
+        "case_id": study.case_id,
+        "inputs": study.inputs,
+        "tumor_detected": total > 0,
+        "tumor_volume_ml": None if voxel_ml is None else round(total * voxel_ml, 3),
+        "slices": [
+            {
+                "index": k,
+                "tumor_probability": round(float(p), 4),
+                "positive": bool(positive),
+                "tumor_pixels": pixels[k],
+            }
+            for k, (p, positive) in enumerate(zip(prediction.slice_probability, prediction.positive))
+        ],
+        "thresholds": {"classifier": pipeline.classifier_threshold, "mask": pipeline.mask_threshold},
+        "bundle": pipeline.identity,
+        "timing_s": {k: round(v, 3) for k, v in timing.items()},
+    }
+
+
+def detect_case(
+    pipeline: TumorSegPipeline,
+    out_root: str | Path,
+    kaggle_dir=None,
+    flair=None,
+    t1=None,
+    t1c=None,
+    case_id: str | None = None,
+    seg_nrrd: bool = False,
+    overlay: bool = False,
+    dicom_seg: bool = False,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> dict:
+    """Run the whole pipeline on one study and write ``out_root/<case_id>/``; returns the report."""
+    progress = progress or (lambda *a: None)
+    started = time.perf_counter()
+    if dicom_seg and (flair is None or not Path(flair).is_dir()):
+        raise InputError(flair or kaggle_dir, "--dicom-seg needs the FLAIR as a DICOM series folder")
+    if case_id is not None:
+        case_folder_ready(out_root, case_id, overwrite)  # fail before the work, not after
+    study = load_study(kaggle_dir, flair, t1, t1c, case_id, progress)
+    case_folder_ready(out_root, study.case_id, overwrite)
+    timing = {"load_s": time.perf_counter() - started, **study.timing}
+
+    start = time.perf_counter()
+    prediction = pipeline.predict(study.slices, progress)
+    timing["inference_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    mask = study.mask_on_input_grid(prediction.tumour_probability, pipeline.mask_threshold)
+    timing["map_back_s"] = time.perf_counter() - start
+
+    progress("write", 0.0, f"writing {study.case_id}")
+    with CaseWriter(out_root, study.case_id, overwrite) as folder:
+        write_mask_nifti(mask, folder / "segmentation.nii.gz")
+        if seg_nrrd:
+            write_seg_nrrd(mask, folder / "segmentation.seg.nrrd")
+        if overlay:
+            model_masks = prediction.tumour_probability >= pipeline.mask_threshold
+            write_overlay_png(study.slices, model_masks, prediction.positive, folder / "overlay.png")
+        seg_note = _write_dicom_seg(flair, mask, pipeline, folder) if dicom_seg else None
+        timing["total_s"] = time.perf_counter() - started
+        report = build_report(study, prediction, mask, pipeline, timing)
+        if seg_note is not None:
+            report["dicom_seg"] = seg_note
+        write_json_atomic(folder / "report.json", report)  # last: its presence marks the case complete
+    progress("done", 1.0, f"{study.case_id}: {'tumour' if report['tumor_detected'] else 'no tumour'} detected")
+    return report
+
+
+def _write_dicom_seg(flair, mask: sitk.Image, pipeline: TumorSegPipeline, folder: Path) -> dict:
+    """DICOM-SEG referencing the FLAIR series' own instances (see monai_core.dicom_seg)."""
+    from .dicom_seg import EmptySegmentationError, write_dicom_seg
+    from .io.dicom import read_series
+
+    series = read_series(flair)
+    identity = pipeline.identity
+    try:
+        write_dicom_seg(
+            sitk.GetArrayFromImage(mask).astype(np.uint8),
+            series.datasets,
+            folder / "segmentation.dcm",
+            algorithm_name=identity.get("name") or "TumorSeg",
+            algorithm_version=identity.get("version") or "unknown",
+        )
+    except EmptySegmentationError as error:  # the standard needs at least one frame
+        return {"written": False, "reason": error.problem}
+    return {"written": True, "file": "segmentation.dcm"}

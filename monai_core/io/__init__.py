@@ -1,0 +1,1 @@
+"""Readers for studies: NIfTI, NRRD, DICOM series and Kaggle slice folders."""

@@ -1,0 +1,156 @@
+"""Write one case's outputs atomically into ``OUT/<case_id>/`` (see DESIGN.md, "Output contract").
+
+Everything is written into a hidden temporary folder beside the final one, ``report.json`` last,
+and the folder is renamed into place only when complete, so a case folder either does not exist
+or is complete, whenever the process is killed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputError
+
+__all__ = ["case_folder_ready", "CaseWriter", "write_json_atomic"]
+
+TUMOR_SEGMENT = {
+    "id": "Tumor",
+    "name": "Tumor",
+    "color": [0.9, 0.2, 0.2],
+    # 3D Slicer terminology: SNOMED CT Morphologically Altered Structure / Neoplasm, region Brain
+    "terminology": {
+        "contextName": "Segmentation category and type - 3D Slicer General Anatomy list",
+        "category": ["SCT", "49755003", "Morphologically Altered Structure"],
+        "type": ["SCT", "108369006", "Neoplasm"],
+        "anatomicContextName": "Anatomic codes - DICOM master list",
+        "anatomicRegion": ["SCT", "12738006", "Brain"],
+    },
+}
+
+
+def case_folder_ready(out_root: str | Path, case_id: str, overwrite: bool) -> Path:
+    """The final case folder; refuses to go on when it exists and ``overwrite`` is not set."""
+    if not case_id or case_id in {".", ".."} or "/" in case_id or "\\" in case_id:
+        raise InputError(None, f"invalid case id {case_id!r}")
+    final = Path(out_root) / case_id
+    if final.exists() and not overwrite:
+        raise InputError(final, "output already exists; use --overwrite to replace it")
+    return final
+
+
+def write_json_atomic(path: Path, content) -> None:
+    """Write JSON to a temporary name in the same folder, fsync, then rename over ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as stream:
+            json.dump(content, stream, indent=2)
+            stream.write("\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class CaseWriter:
+    """Context manager that collects a case's files in a temporary folder and publishes them together.
+
+    >>> with CaseWriter(out_root, case_id, overwrite) as folder:   # doctest: +SKIP
+    ...     write files into folder; write report.json last
+    """
+
+    def __init__(self, out_root: str | Path, case_id: str, overwrite: bool = False) -> None:
+        self.final = case_folder_ready(out_root, case_id, overwrite)
+        self.overwrite = overwrite
+        self.tmp: Path | None = None
+
+    def __enter__(self) -> Path:
+        try:
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.", suffix=".partial", dir=self.final.parent))
+        except OSError as error:
+            raise InputError(self.final.parent, f"cannot write the output folder ({error.strerror})") from None
+        return self.tmp
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        try:
+            if self.final.exists():
+                if not self.overwrite:
+                    raise InputError(self.final, "output appeared while running; not overwritten")
+                old = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.", suffix=".old", dir=self.final.parent))
+                os.replace(self.final, old / "case")
+                os.replace(self.tmp, self.final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(self.tmp, self.final)
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
+
+
+def write_mask_nifti(mask, path: Path) -> None:
+    """uint8 mask: a SimpleITK image on the FLAIR grid, or an (N, 256, 256) Kaggle slice stack.
+
+    A Kaggle stack is written as a (256, 256, N) array in which ``[:, :, k]`` is slice file k+1,
+    rows and columns as the ``.tif`` is read (identity affine: the spacing is unknown).
+    """
+    if isinstance(mask, sitk.Image):
+        sitk.WriteImage(sitk.Cast(mask, sitk.sitkUInt8), str(path), useCompression=True)
+        return
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(mask.transpose(1, 2, 0), dtype=np.uint8), np.eye(4)), str(path))
+
+
+def write_seg_nrrd(mask, path: Path) -> None:
+    """A 3D Slicer segmentation (``.seg.nrrd``) with one segment "Tumor", written by slicerio."""
+    import slicerio
+
+    if isinstance(mask, sitk.Image):
+        voxels = sitk.GetArrayFromImage(mask).transpose(2, 1, 0)  # (i, j, k)
+        direction = np.asarray(mask.GetDirection()).reshape(3, 3) * np.asarray(mask.GetSpacing())
+        ijk_to_lps = np.eye(4)
+        ijk_to_lps[:3, :3] = direction
+        ijk_to_lps[:3, 3] = mask.GetOrigin()
+    else:
+        voxels = mask.transpose(1, 2, 0)  # same array layout as the Kaggle NIfTI
+        ijk_to_lps = np.eye(4)
+    segmentation = slicerio.create_segmentation(voxels.shape, ijk_to_lps)
+    slicerio.add_segment(segmentation, voxels > 0, dict(TUMOR_SEGMENT))
+    slicerio.write_segmentation(str(path), segmentation)
+
+
+def write_overlay_png(slices: np.ndarray, masks: np.ndarray, flagged: np.ndarray, path: Path, columns: int = 6) -> None:
+    """Montage of the flagged model-space slices (FLAIR channel) with the mask outline in colour."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    index = np.flatnonzero(flagged)
+    if len(index) == 0:
+        index = np.array([len(slices) // 2])
+    rows = int(np.ceil(len(index) / columns))
+    cols = min(columns, len(index))
+    figure, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.2 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, k in zip(axes.ravel(), index):
+        ax.imshow(slices[k, 1], cmap="gray", vmin=0, vmax=1)
+        if masks[k].any():
+            ax.contour(masks[k], levels=[0.5], colors="red", linewidths=0.8)
+        ax.set_title(f"slice {k}", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)

@@ -1,0 +1,156 @@
+"""The preprocessing contract: bring a scanner volume into the model's slice space and back.
+
+The LGG training slices were made (Buda et al., ``preprocessing3D.m``) by resizing each axial
+slice so that its smaller side is 256 pixels, centre-cropping to 256x256 and scaling the
+intensities per volume to 8 bits (see :func:`intensity_window` for what the slices show). Here that resize-and-crop is a
+*grid in physical space* (:func:`model_grid`), so that going to the model and coming back are
+both plain SimpleITK resamplings, and the output overlays the input exactly in any viewer.
+
+Orientation: the training slices, in SimpleITK array order, have rows running anterior to
+posterior, columns running right to left and slices numbered inferior to superior, which is
+SimpleITK's "LPS" orientation code. Any input is first relabelled to that orientation (a lossless
+permutation and flip, which also turns a sagittal or coronal acquisition into axial slices).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputError
+
+__all__ = [
+    "MODEL_SIZE",
+    "TRAINING_ORIENTATION",
+    "model_grid",
+    "to_model_space",
+    "from_model_space",
+    "intensity_window",
+    "register_rigid",
+]
+
+MODEL_SIZE = 256
+PERCENTILE_99_TARGET = 135 / 255  # measured on the development patients, see intensity_window
+TRAINING_ORIENTATION = "LPS"
+
+
+def model_grid(reference: sitk.Image, size: int = MODEL_SIZE) -> sitk.Image:
+    """An empty image whose grid is the reference volume resized and centre-cropped as in training.
+
+    The in-plane field of view is scaled so that its smaller side spans ``size`` square pixels
+    (the data set's "smaller side to 256" rule, in millimetres so that non-square pixels work too),
+    then the larger side is centre-cropped. Slices keep the reference's positions.
+    """
+    oriented = sitk.DICOMOrient(reference, TRAINING_ORIENTATION)
+    n = np.asarray(oriented.GetSize(), dtype=float)
+    spacing = np.asarray(oriented.GetSpacing(), dtype=float)
+    direction = np.asarray(oriented.GetDirection()).reshape(3, 3)
+    fov = n[:2] * spacing[:2]
+    pixel = fov.min() / size
+    resized = np.ceil(fov / pixel - 1e-6)
+    # crop start as preprocessing3D.m computes it: max(1, floor((p - 256) / 2)), 1-based
+    start = np.maximum(0, np.floor((resized - size) / 2) - 1)
+    start[resized <= size] = 0
+    # first output pixel centre, measured from the first input pixel centre along each axis
+    offset = -spacing[:2] / 2 + pixel / 2 + start * pixel
+    origin = np.asarray(oriented.GetOrigin()) + direction[:, 0] * offset[0] + direction[:, 1] * offset[1]
+    grid = sitk.Image([size, size, int(n[2])], sitk.sitkUInt8)
+    grid.SetSpacing([pixel, pixel, spacing[2]])
+    grid.SetDirection(oriented.GetDirection())
+    grid.SetOrigin(origin.tolist())
+    return grid
+
+
+def to_model_space(volume: sitk.Image, grid: sitk.Image, transform: sitk.Transform | None = None) -> np.ndarray:
+    """Resample a volume onto the model grid (B-spline, as bicubic in training); (N, 256, 256) float32.
+
+    ``transform`` maps points of the grid's space into the volume's space (a registration result).
+    """
+    resampled = sitk.Resample(
+        volume, grid, transform or sitk.Transform(), sitk.sitkBSpline, 0.0, sitk.sitkFloat32
+    )
+    return np.clip(sitk.GetArrayFromImage(resampled), 0, None)
+
+
+def from_model_space(
+    probabilities: np.ndarray,
+    grid: sitk.Image,
+    target: sitk.Image,
+    threshold: float = 0.5,
+    transform: sitk.Transform | None = None,
+) -> sitk.Image:
+    """Map (N, 256, 256) probabilities on the model grid back to a uint8 mask on the target grid.
+
+    Probabilities are interpolated linearly and then thresholded, which keeps lesion borders
+    smooth when the target's pixels are smaller than the model's. ``transform`` maps target
+    points into the grid's space (for a grid that belongs to another, registered sequence).
+    """
+    image = sitk.GetImageFromArray(np.ascontiguousarray(probabilities, dtype=np.float32))
+    image.CopyInformation(grid)
+    back = sitk.Resample(image, target, transform or sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    mask = sitk.BinaryThreshold(back, lowerThreshold=float(threshold), upperThreshold=1e9, insideValue=1, outsideValue=0)
+    mask.CopyInformation(target)
+    return sitk.Cast(mask, sitk.sitkUInt8)
+
+
+def intensity_window(volume: np.ndarray) -> np.ndarray:
+    """Scale a resampled volume to the intensities of the LGG slices; values in [0, 1].
+
+    ``preprocessing3D.m`` describes a histogram-peak window, but the published slices do not
+    follow it: fitted against the raw volumes of TCGA-FG-6692, every channel is a linear map from
+    0 with almost no clipping, and over the 88 development patients the 99th percentile of the
+    non-zero voxels sits at a median of 137/255 (T1), 137 (FLAIR) and 126 (T1c) with no saturated
+    voxels. So the volume is scaled linearly so that its 99th percentile lands at
+    :data:`PERCENTILE_99_TARGET`, which reproduces the FG-6692 channels (slope within 2-7%).
+    """
+    values = volume[volume > 0]
+    if values.size == 0:
+        return np.zeros_like(volume, dtype=np.float32)
+    reference = float(np.percentile(values, 99))
+    if reference <= 0:
+        return np.zeros_like(volume, dtype=np.float32)
+    scaled = np.clip(volume, 0, None) * (PERCENTILE_99_TARGET / reference)
+    return np.clip(scaled, 0.0, 1.0).astype(np.float32)
+
+
+def register_rigid(fixed: sitk.Image, moving: sitk.Image, path=None) -> sitk.Transform:
+    """Rigid (Euler 3D) registration by Mattes mutual information; maps fixed points into moving space.
+
+    The LGG channels were registered to each other, while the sequences of a real study are not
+    aligned by their headers alone (FLAIR to T1 of TCGA-FG-6692: 16 mm and 4 degrees).
+    """
+    fixed_f = sitk.Cast(fixed, sitk.sitkFloat32)
+    moving_f = sitk.Cast(moving, sitk.sitkFloat32)
+    if not _overlap(fixed_f, moving_f):
+        raise InputError(path, "does not overlap the FLAIR in space; is it from the same study?")
+    initial = sitk.CenteredTransformInitializer(
+        fixed_f, moving_f, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY
+    )
+    reg = sitk.ImageRegistrationMethod()
+    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
+    reg.SetMetricSamplingStrategy(reg.RANDOM)
+    reg.SetMetricSamplingPercentage(0.05, seed=0)
+    reg.SetInterpolator(sitk.sitkLinear)
+    reg.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=2.0, minStep=1e-3, numberOfIterations=80, gradientMagnitudeTolerance=1e-6
+    )
+    reg.SetOptimizerScalesFromPhysicalShift()
+    reg.SetShrinkFactorsPerLevel([4, 2])
+    reg.SetSmoothingSigmasPerLevel([2, 1])
+    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
+    reg.SetInitialTransform(initial, inPlace=False)
+    return reg.Execute(fixed_f, moving_f)
+
+
+def _overlap(a: sitk.Image, b: sitk.Image) -> bool:
+    """Whether the physical bounding boxes of two volumes intersect."""
+
+    def box(image):
+        corners = [
+            image.TransformContinuousIndexToPhysicalPoint([i * (s - 1) for i, s in zip(c, image.GetSize())])
+            for c in np.ndindex(2, 2, 2)
+        ]
+        return np.min(corners, axis=0), np.max(corners, axis=0)
+
+    (a0, a1), (b0, b1) = box(a), box(b)
+    return bool(np.all(a0 <= b1) and np.all(b0 <= a1))

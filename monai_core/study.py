@@ -1,0 +1,132 @@
+"""Load a study into the model's slice space, remembering how to map results back.
+
+A study is either scanner volumes (FLAIR required, T1 and T1c optional; NIfTI, NRRD or DICOM
+series) or a Kaggle-layout folder of ``.tif`` slices that are already in model space.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import SimpleITK as sitk
+from PIL import Image
+
+from .data.lgg import find_slices
+from .errors import InputError
+from .io.volumes import read_volume
+from .preprocess import (
+    MODEL_SIZE,
+    TRAINING_ORIENTATION,
+    from_model_space,
+    intensity_window,
+    model_grid,
+    register_rigid,
+    to_model_space,
+)
+
+__all__ = ["Study", "load_volumes", "load_kaggle_case", "is_kaggle_case"]
+
+
+@dataclass
+class Study:
+    """Model-space slices of one case and the geometry to map results back.
+
+    ``flair`` is the output grid: the FLAIR volume, or ``None`` for a Kaggle folder, whose
+    output grid is the slice stack itself.
+    """
+
+    case_id: str
+    slices: np.ndarray  # (N, 3, 256, 256) float32 in [0, 1]
+    inputs: dict
+    flair: sitk.Image | None = None
+    grid: sitk.Image | None = None
+    timing: dict = field(default_factory=dict)
+
+    def mask_on_input_grid(self, probability: np.ndarray, threshold: float) -> np.ndarray | sitk.Image:
+        """Threshold model-space probabilities and map them onto the output grid."""
+        if self.flair is None:
+            return (probability >= threshold).astype(np.uint8)
+        return from_model_space(probability, self.grid, self.flair, threshold)
+
+    def pixels_per_slice(self, mask) -> list[int]:
+        """Tumour pixels in each analysed axial slice (the model grid's slices)."""
+        if self.flair is None:
+            return [int(m.sum()) for m in mask]
+        oriented = sitk.GetArrayFromImage(sitk.DICOMOrient(mask, TRAINING_ORIENTATION))
+        return [int(s.sum()) for s in oriented]
+
+    def voxel_ml(self) -> float | None:
+        """Volume of one output voxel in mL, or None when the spacing is unknown (Kaggle slices)."""
+        return None if self.flair is None else float(np.prod(self.flair.GetSpacing())) / 1000.0
+
+
+def is_kaggle_case(path: str | Path) -> bool:
+    path = Path(path)
+    return path.is_dir() and any(path.glob("*_1.tif"))
+
+
+def load_kaggle_case(case_dir: str | Path, case_id: str | None = None) -> Study:
+    """A Kaggle-layout patient folder: ``<case>_<n>.tif`` slices, channels T1, FLAIR, T1c."""
+    case_dir = Path(case_dir)
+    if not case_dir.is_dir():
+        raise InputError(case_dir, "no such folder")
+    try:
+        files = find_slices(case_dir)
+    except ValueError as error:
+        raise InputError(case_dir, str(error).split(": ", 1)[-1]) from None
+    slices = []
+    for _, image_path, _ in files:
+        try:
+            array = np.asarray(Image.open(image_path))
+        except Exception as error:
+            raise InputError(image_path, f"cannot read the slice ({type(error).__name__})") from None
+        if array.shape != (MODEL_SIZE, MODEL_SIZE, 3):
+            raise InputError(image_path, f"slice has shape {array.shape}, expected (256, 256, 3)")
+        slices.append(array.transpose(2, 0, 1))
+    stack = np.stack(slices).astype(np.float32) / 255.0
+    return Study(case_id or case_dir.name, stack, {"kaggle": str(case_dir), "flair": None, "t1": None, "t1c": None})
+
+
+def load_volumes(
+    flair: str | Path,
+    t1: str | Path | None = None,
+    t1c: str | Path | None = None,
+    case_id: str | None = None,
+    progress: Callable[[str, float, str], None] | None = None,
+) -> Study:
+    """Scanner volumes: T1 and T1c are registered to the FLAIR; all go onto the FLAIR's model grid."""
+    import time
+
+    progress = progress or (lambda *a: None)
+    timing = {}
+    start = time.perf_counter()
+    progress("load", 0.0, f"reading {Path(flair).name}")
+    flair_image = read_volume(flair)
+    others = {name: read_volume(path) for name, path in (("t1", t1), ("t1c", t1c)) if path}
+    timing["read_s"] = time.perf_counter() - start
+
+    grid = model_grid(flair_image)
+    flair_channel = intensity_window(to_model_space(flair_image, grid))
+    channels = {"flair": flair_channel}
+    start = time.perf_counter()
+    for i, (name, image) in enumerate(others.items()):
+        progress("register", i / max(1, len(others)), f"registering {name} to the FLAIR")
+        transform = register_rigid(flair_image, image, path={"t1": t1, "t1c": t1c}[name])
+        channels[name] = intensity_window(to_model_space(image, grid, transform))
+    timing["register_s"] = time.perf_counter() - start
+    # a missing sequence is replaced by FLAIR, as in the training data
+    stack = np.stack([channels.get("t1", flair_channel), flair_channel, channels.get("t1c", flair_channel)], axis=1)
+    inputs = {"flair": str(flair), "t1": str(t1) if t1 else None, "t1c": str(t1c) if t1c else None}
+    name = case_id or _case_name(Path(flair))
+    return Study(name, np.ascontiguousarray(stack), inputs, flair_image, grid, timing)
+
+
+def _case_name(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
