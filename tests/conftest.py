@@ -1,0 +1,38 @@
+"""Shared fixtures: the repository's own sample data (no ../shared needed) and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
+KAGGLE = DATA / "kaggle_3m"
+RAW = DATA / "TCGA-FG-6692"
+BUNDLE = ROOT / "bundle"
+SAMPLE_PATIENTS = sorted(p.name for p in KAGGLE.iterdir() if p.is_dir())
+
+
+@pytest.fixture(scope="session")
+def pipeline():
+    """The shipped bundle's two networks, loaded once (checksums verified)."""
+    from monai_core.pipeline import TumorSegPipeline
+
+    return TumorSegPipeline(BUNDLE)
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``python -m monai_core ...`` in a fresh process, as a user would."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-m", "monai_core", *map(str, args)],
+        cwd=cwd or ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

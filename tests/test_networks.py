@@ -1,0 +1,43 @@
+"""The two networks: output shapes, and gradients that reach the first layer."""
+
+import pytest
+import torch
+from monai.networks.nets import DenseNet121
+
+from monai_core.networks import ResUNet
+
+
+def test_resunet_output_shape_and_levels():
+    net = ResUNet(in_channels=3, out_channels=2, channels=(4, 8, 16, 32, 64))
+    out = net(torch.rand(2, 3, 64, 48))
+    assert out.shape == (2, 2, 64, 48)
+    assert len(net.down) == 4 and len(net.up) == 4
+    assert [b.body[0].out_channels for b in net.down] == [4, 8, 16, 32]
+    assert net.bridge.body[0].out_channels == 64
+
+
+def test_resunet_gradients_reach_first_layer():
+    net = ResUNet(channels=(4, 8, 16, 32, 64))
+    net(torch.rand(2, 3, 32, 32)).mean().backward()
+    first = net.down[0].body[0].weight.grad
+    assert first is not None and first.abs().sum() > 0
+    assert net.down[0].shortcut[0].weight.grad.abs().sum() > 0
+
+
+def test_resunet_rejects_wrong_number_of_levels():
+    with pytest.raises(ValueError, match="five values"):
+        ResUNet(channels=(8, 16, 32))
+
+
+def test_resunet_torchscript_matches_eager():
+    net = ResUNet(channels=(4, 8, 16, 32, 64)).eval()
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.allclose(torch.jit.script(net)(x), net(x), atol=1e-5)
+
+
+def test_densenet121_classifier_shape_and_gradients():
+    net = DenseNet121(spatial_dims=2, in_channels=3, out_channels=2)
+    out = net(torch.rand(2, 3, 64, 64))
+    assert out.shape == (2, 2)
+    out.sum().backward()
+    assert net.features.conv0.weight.grad.abs().sum() > 0
