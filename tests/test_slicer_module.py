@@ -1,0 +1,485 @@
+"""The TumorSeg Slicer module's logic against Slicer's real MRML nodes (slicer-core), without the GUI.
+
+The LGG sample (TCGA-FG-6692) is loaded with Slicer's own reader, ``TumorSegLogic.process`` runs the
+real ``monai_core detect`` in a subprocess, and the result is checked as MRML: the segment and its
+terminology, the reference geometry, voxel-for-voxel agreement with the engine's file, overlap
+with the ground-truth lesion, the slice table, the subject hierarchy, and .seg.nrrd storage. Only
+``qt``, ``ctk`` and ``slicer.ScriptedLoadableModule`` are stand-ins (tests/slicer_fixture.py).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+import slicer  # slicer-core: a test dependency, so a missing install fails rather than skips
+import vtk
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import slicer_fixture as sf  # noqa: E402
+
+TumorSeg = sf.import_module()
+TumorSegLogic = TumorSeg.TumorSegLogic
+TumorSegError = TumorSeg.TumorSegError
+
+DICE_FLOOR = 0.5
+
+
+def _dice(a, b):
+    a, b = a > 0, b > 0
+    total = a.sum() + b.sum()
+    return 1.0 if total == 0 else 2.0 * np.logical_and(a, b).sum() / total
+
+
+def _export_tumor(segmentation_node, reference_node):
+    """The Tumor segment as a labelmap array on ``reference_node``'s grid, through Slicer's export."""
+    scene = segmentation_node.GetScene()
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "export")
+    ids = vtk.vtkStringArray()
+    ids.InsertNextValue(TumorSeg.TUMOR_SEGMENT_ID)
+    assert slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentation_node, ids, labelmap, reference_node)
+    array = slicer.util.arrayFromVolume(labelmap).copy()
+    matrix = sf.ijk_to_ras(labelmap)
+    scene.RemoveNode(labelmap)
+    return array, matrix
+
+
+@pytest.fixture(scope="module")
+def sample():
+    scene = sf.new_scene()
+    flair = sf.load_volume(scene, sf.SAMPLE_DIR / "flair.nii.gz", "FLAIR")
+    t1 = sf.load_volume(scene, sf.SAMPLE_DIR / "t1.nii.gz", "T1")
+    t1c = sf.load_volume(scene, sf.SAMPLE_DIR / "t1c.nii.gz", "T1c")
+    study = sf.put_in_study(scene, [flair, t1, t1c])
+    return scene, flair, t1, t1c, study
+
+
+@pytest.fixture(scope="module")
+def detected(sample, tmp_path_factory):
+    """One real run of process() on FLAIR + T1 + T1c, temporary files kept for comparison."""
+    scene, flair, t1, t1c, study = sample
+    logic = TumorSegLogic()
+    logic.keepTemporaryFiles = True
+    progress = []
+    started = time.monotonic()
+    segmentation = logic.process(flair, t1, t1c, progressCallback=lambda p, m: progress.append((p, m)))
+    elapsed = time.monotonic() - started
+    kept = tmp_path_factory.mktemp("detect") / "run"
+    shutil.move(str(logic.lastTemporaryFolder), kept)
+    report = json.loads((kept / "out" / "case" / "report.json").read_text())
+    print(f"process() took {elapsed:.1f} s")
+    return dict(logic=logic, segmentation=segmentation, progress=progress, kept=kept, report=report)
+
+
+# --- the result as MRML ---------------------------------------------------------------------------
+
+
+def test_one_tumor_segment_with_terminology(detected):
+    segmentation = detected["segmentation"].GetSegmentation()
+    assert segmentation.GetNumberOfSegments() == 1
+    segment = segmentation.GetSegment("Tumor")
+    assert segment is not None and segment.GetName() == "Tumor"
+    serialized = vtk.reference("")
+    assert segment.GetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), serialized)
+    entry = slicer.vtkSlicerTerminologyEntry()
+    assert slicer.vtkSlicerTerminologiesModuleLogic().DeserializeTerminologyEntry(str(serialized), entry)
+    codes = lambda obj: (obj.GetCodingSchemeDesignator(), obj.GetCodeValue(), obj.GetCodeMeaning())  # noqa: E731
+    assert codes(entry.GetCategoryObject()) == ("SCT", "49755003", "Morphologically Altered Structure")
+    assert codes(entry.GetTypeObject()) == ("SCT", "108369006", "Neoplasm")
+    region = entry.GetAnatomicRegionObject() if hasattr(entry, "GetAnatomicRegionObject") else entry.GetRegionObject()
+    assert codes(region) == ("SCT", "12738006", "Brain")
+
+
+def test_reference_geometry_is_the_flair(sample, detected):
+    _, flair, *_ = sample
+    node = detected["segmentation"]
+    assert node.GetNodeReference(slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole()) is flair
+    geometry = node.GetSegmentation().GetConversionParameter(slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName())
+    matrix = vtk.vtkMatrix4x4()
+    flair.GetIJKToRASMatrix(matrix)
+    expected = slicer.vtkSegmentationConverter.SerializeImageGeometry(matrix, flair.GetImageData())
+    assert geometry == expected
+
+
+def test_labelmap_on_flair_grid_equals_engine_result_and_overlaps_lesion(sample, detected):
+    scene, flair, *_ = sample
+    mask, matrix = _export_tumor(detected["segmentation"], flair)
+    assert mask.shape == slicer.util.arrayFromVolume(flair).shape
+    assert np.allclose(matrix, sf.ijk_to_ras(flair), atol=1e-9)
+    # The engine's own file, read independently of Slicer. Its grid is the NRRD the module wrote,
+    # i.e. the FLAIR node's voxel order, so the arrays compare index for index.
+    engine_image = sitk.ReadImage(str(detected["kept"] / "out" / "case" / "segmentation.nii.gz"))
+    written = sitk.ReadImage(str(detected["kept"] / "input" / "flair.nrrd"))
+    assert engine_image.GetSize() == written.GetSize()
+    assert np.allclose(engine_image.GetOrigin(), written.GetOrigin(), atol=1e-3)
+    assert np.allclose(engine_image.GetDirection(), written.GetDirection(), atol=1e-4)
+    engine = sitk.GetArrayFromImage(engine_image)
+    assert engine.any(), "the engine found no tumour on a patient with a tumour"
+    assert np.array_equal(mask > 0, engine > 0)
+    # Ground truth, loaded with Slicer's reader into the same scene.
+    lesion = sf.load_volume(scene, sf.SAMPLE_DIR / "flair_lesion.nii.gz", "lesion", labelmap=True)
+    assert np.allclose(sf.ijk_to_ras(lesion), sf.ijk_to_ras(flair), atol=1e-3)
+    dice = _dice(mask, slicer.util.arrayFromVolume(lesion))
+    print(f"Dice of the Tumor segment against flair_lesion.nii.gz: {dice:.3f}")
+    assert dice > DICE_FLOOR
+
+
+def test_probability_table_has_one_row_per_slice(sample, detected):
+    _, flair, *_ = sample
+    table_node = detected["segmentation"].GetNodeReference(TumorSeg.SEGMENTATION_TABLE_ROLE)
+    assert table_node is not None and table_node.IsA("vtkMRMLTableNode")
+    n_slices = flair.GetImageData().GetDimensions()[TumorSegLogic.axialAxis(flair)]
+    assert table_node.GetNumberOfRows() == n_slices == len(detected["report"]["slices"])
+    table = table_node.GetTable()
+    for row, entry in enumerate(detected["report"]["slices"]):
+        assert table.GetValueByName(row, "Slice").ToInt() == entry["index"]
+        assert table.GetValueByName(row, "Tumor probability").ToDouble() == pytest.approx(entry["tumor_probability"])
+        assert table.GetValueByName(row, "Positive").ToInt() == int(entry["positive"])
+        assert table.GetValueByName(row, "Tumor pixels").ToInt() == entry["tumor_pixels"]
+    assert sorted(e["index"] for e in detected["report"]["slices"]) == list(range(n_slices))
+
+
+def test_slice_index_and_jump_position_match_the_mask(sample, detected):
+    """Clicking a row jumps to sliceCenterRAS(index): a point inside the FLAIR slice that holds that row's tumour pixels."""
+    _, flair, *_ = sample
+    mask, _ = _export_tumor(detected["segmentation"], flair)
+    axis = TumorSegLogic.axialAxis(flair)
+    per_slice = (mask > 0).sum(axis=tuple(a for a in range(3) if a != 2 - axis))  # numpy order is (k, j, i)
+    ras_to_ijk = np.linalg.inv(np.array(sf.ijk_to_ras(flair)))
+    superior = []
+    for entry in detected["report"]["slices"]:
+        ras = TumorSegLogic.sliceCenterRAS(flair, entry["index"])
+        ijk = ras_to_ijk @ np.array([*ras, 1.0])
+        k = round(ijk[axis])
+        assert abs(ijk[axis] - k) < 1e-6 and 0 <= k < per_slice.size
+        assert per_slice[k] == entry["tumor_pixels"], f"slice {entry['index']} -> IJK {k}"
+        superior.append(ras[2])
+    # the engine's slices run from inferior to superior (DESIGN: the analysed axial axis)
+    assert superior == sorted(superior)
+
+
+def test_engine_counts_slices_from_inferior_to_superior():
+    """sliceIJKIndex relies on this: monai_core orients the FLAIR grid to DICOM LPS (third axis towards S)."""
+    from monai_core.preprocess import TRAINING_ORIENTATION
+
+    assert TRAINING_ORIENTATION[2] == "S"
+
+
+def test_results_are_in_the_flair_study(sample, detected):
+    scene, flair, _, _, study = sample
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    table_node = detected["segmentation"].GetNodeReference(TumorSeg.SEGMENTATION_TABLE_ROLE)
+    for node in (detected["segmentation"], table_node):
+        assert sh.GetItemParent(sh.GetItemByDataNode(node)) == study
+
+
+def test_report_volume_and_progress(detected):
+    report = TumorSegLogic.reportFromSegmentation(detected["segmentation"])
+    assert report == detected["report"]
+    assert report["tumor_detected"] is True and report["tumor_volume_ml"] > 0
+    fractions = [p for p, _ in detected["progress"]]
+    assert fractions[0] == 0.0 and fractions[-1] == 1.0
+    assert fractions == sorted(fractions)
+    assert any("classif" in m.lower() or "segment" in m.lower() for _, m in detected["progress"]), detected["progress"]
+
+
+def test_seg_nrrd_written_by_slicer_reads_back_with_slicerio(sample, detected, tmp_path):
+    import slicerio
+
+    _, flair, *_ = sample
+    path = tmp_path / "tumor.seg.nrrd"
+    storage = slicer.vtkMRMLSegmentationStorageNode()
+    storage.SetFileName(str(path))
+    assert storage.WriteData(detected["segmentation"])
+    seg = slicerio.read_segmentation(str(path))
+    assert [s["name"] for s in seg["segments"]] == ["Tumor"]
+    terminology = seg["segments"][0]["terminology"]
+    assert terminology["type"] == ["SCT", "108369006", "Neoplasm"]
+    assert terminology["category"] == ["SCT", "49755003", "Morphologically Altered Structure"]
+    assert terminology["anatomicRegion"] == ["SCT", "12738006", "Brain"]
+    voxels = seg["voxels"]
+    label = seg["segments"][0]["labelValue"]
+    mask, _ = _export_tumor(detected["segmentation"], flair)
+    assert int((voxels == label).sum()) == int((mask > 0).sum())
+
+
+def test_existing_output_node_keeps_other_segments(sample, detected):
+    """Re-importing into a chosen segmentation replaces only its Tumor segment."""
+    scene, flair, *_ = sample
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
+    node.GetSegmentation().AddEmptySegment("other", "Other")
+    result = detected["logic"].importResult(
+        flair, detected["kept"] / "out" / "case" / "segmentation.nii.gz", detected["report"], node
+    )
+    assert result is node
+    assert sorted(node.GetSegmentation().GetSegmentIDs()) == ["Tumor", "other"]
+    mask, _ = _export_tumor(node, flair)
+    reference, _ = _export_tumor(detected["segmentation"], flair)
+    assert np.array_equal(mask, reference)
+
+
+def test_nonempty_mask_imports_voxel_for_voxel(sample, detected):
+    """The import path with a known non-empty mask on the FLAIR grid (the ground-truth lesion file)."""
+    scene, flair, *_ = sample
+    node = detected["logic"].importResult(flair, sf.SAMPLE_DIR / "flair_lesion.nii.gz", detected["report"])
+    mask, _ = _export_tumor(node, flair)
+    lesion = sf.load_volume(scene, sf.SAMPLE_DIR / "flair_lesion.nii.gz", "lesion (reference)", labelmap=True)
+    expected = slicer.util.arrayFromVolume(lesion) > 0
+    assert expected.sum() > 1000
+    assert np.array_equal(mask > 0, expected)
+
+
+def test_mask_on_another_grid_is_refused(sample, detected):
+    scene, flair, t1, *_ = sample
+    before = sf.scene_node_ids(scene)
+    with pytest.raises(TumorSegError, match="not on the FLAIR's grid"):
+        detected["logic"].importResult(flair, sf.SAMPLE_DIR / "t1.nii.gz", detected["report"])
+    assert sf.scene_node_ids(scene) == before
+
+
+def test_dicom_seg_export_from_a_dicom_loaded_volume(sample, tmp_path):
+    """A volume loaded from a DICOM series the way Slicer's DICOM plugin does, exported as DICOM-SEG."""
+    import pydicom
+
+    _, nifti_flair, *_ = sample
+    assert TumorSegLogic.dicomInstanceUIDs(nifti_flair) == []  # the export button stays disabled
+    series_dir = sf.REPO / "tests" / "data" / "dicom" / "PGBM-001_T1post"
+    files = sorted(str(p) for p in series_dir.glob("*.dcm"))
+    scene = sf.new_scene()
+    volumes_logic = slicer.vtkSlicerVolumesLogic()
+    volumes_logic.SetMRMLScene(scene)
+    file_list = vtk.vtkStringArray()
+    for name in files:
+        file_list.InsertNextValue(name)
+    volume = volumes_logic.AddArchetypeScalarVolume(files[0], "T1post", 0, file_list)
+    datasets = [pydicom.dcmread(name, stop_before_pixels=True) for name in files]
+    volume.SetAttribute("DICOM.instanceUIDs", " ".join(ds.SOPInstanceUID for ds in datasets))
+    assert len(TumorSegLogic.dicomInstanceUIDs(volume)) == len(files)
+
+    # a test mask on the series grid: bright voxels in the central slices
+    array = slicer.util.arrayFromVolume(volume)
+    mask = np.zeros(array.shape, np.uint8)
+    mask[4:8] = array[4:8] > np.percentile(array, 99)
+    mask_path = tmp_path / "mask.nrrd"
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "mask")
+    slicer.util.updateVolumeFromArray(labelmap, mask)
+    matrix = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(matrix)
+    labelmap.SetIJKToRASMatrix(matrix)
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storage.SetFileName(str(mask_path))
+    assert storage.WriteData(labelmap)
+    scene.RemoveNode(labelmap)
+
+    logic = TumorSegLogic()
+    segmentation = logic.importResult(volume, mask_path, {"slices": []})
+    output = tmp_path / "tumor.dcm"
+    logic.exportDicomSeg(segmentation, volume, files, output)
+    seg = pydicom.dcmread(output)
+    assert seg.Modality == "SEG"
+    assert seg.StudyInstanceUID == datasets[0].StudyInstanceUID
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == datasets[0].SeriesInstanceUID
+    assert int(np.asarray(seg.pixel_array).astype(bool).sum()) == int(mask.sum()) > 0
+
+
+def test_dicom_seg_export_error_is_one_line(sample, detected, tmp_path):
+    """Exporting against a series of another grid: the engine refuses, and its one line is the message."""
+    _, flair, *_ = sample
+    files = sorted(str(p) for p in (sf.REPO / "tests" / "data" / "dicom" / "PGBM-001_T1post").glob("*.dcm"))
+    with pytest.raises(TumorSegError) as error:
+        detected["logic"].exportDicomSeg(detected["segmentation"], flair, files, tmp_path / "x.dcm")
+    assert "\n" not in str(error.value) and "differs from the DICOM series" in str(error.value)
+    assert not (tmp_path / "x.dcm").exists()
+
+
+# --- cancel and errors -------------------------------------------------------------------------
+
+
+def _group_pids(pgid):
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to list the process tree")
+def test_cancel_part_way_ends_process_tree_and_leaves_scene_unchanged(sample):
+    scene, flair, t1, t1c, _ = sample
+    logic = TumorSegLogic()
+    before = sf.scene_node_ids(scene)
+    seen = {}
+
+    def on_progress(fraction, message):
+        run = logic._run
+        # Cancel once the engine itself has reported progress (it is running, models loading or later).
+        if fraction > 0.05 and "pid" not in seen and run is not None:
+            seen.update(pid=run.process.pid, temp=run.tempDir, message=message, group=_group_pids(run.process.pid))
+            logic.cancel()
+
+    assert logic.process(flair, t1, t1c, progressCallback=on_progress) is None
+    assert "pid" in seen, "the engine never reported progress"
+    assert seen["group"], "the engine process was not running when cancelled"
+    time.sleep(0.2)
+    assert _group_pids(seen["pid"]) == []
+    for pid in seen["group"]:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not Path(seen["temp"]).exists()
+    assert sf.scene_node_ids(scene) == before
+    assert not logic.isRunning()
+
+
+def test_engine_error_reaches_the_caller_as_one_line(tmp_path):
+    """A FLAIR the engine refuses: its 'tumorseg: error:' line becomes the TumorSegError message."""
+    scene = sf.new_scene()
+    flair = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "blank")
+    image = vtk.vtkImageData()
+    image.SetDimensions(64, 64, 8)
+    image.AllocateScalars(vtk.VTK_SHORT, 1)
+    image.GetPointData().GetScalars().Fill(0)
+    flair.SetAndObserveImageData(image)
+    before = sf.scene_node_ids(scene)
+    logic = TumorSegLogic()
+    with pytest.raises(TumorSegError) as error:
+        logic.process(flair)
+    message = str(error.value)
+    assert "\n" not in message and "empty" in message, message
+    assert "tumorseg: error:" in error.value.details
+    assert sf.scene_node_ids(scene) == before
+    assert not logic.isRunning()
+
+
+# --- dependencies ------------------------------------------------------------------------------
+
+
+def test_requirements_are_installed_in_this_environment():
+    assert TumorSegLogic.pythonVersionProblem() is None
+    assert TumorSegLogic.missingRequirements() == []
+
+
+def test_missing_requirement_is_reported(tmp_path):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("monai==1.6.1\nno-such-distribution-tumorseg==1.0\ntorch==0.0.1\n")
+    assert TumorSegLogic.missingRequirements(requirements) == ["no-such-distribution-tumorseg==1.0", "torch==0.0.1"]
+
+
+def test_pip_failure_is_raised_with_pips_error(tmp_path, monkeypatch):
+    """installRequirements goes through slicer.util.pip_install (PythonSlicer -m pip); pip's ERROR line is the message."""
+    launcher_dir = tmp_path / "bin"
+    launcher_dir.mkdir()
+    launcher = launcher_dir / "PythonSlicer"  # what slicer.util runs outside Slicer: dirname(sys.executable)/PythonSlicer
+    launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    launcher.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(launcher_dir / "python"))
+    monkeypatch.setattr(slicer.util, "pip_install", sf.pip_install_as_in_slicer_5_8)
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("this is not a requirement !!\n")
+    with pytest.raises(TumorSegError) as error:
+        TumorSegLogic.installRequirements(requirements)
+    assert str(error.value).startswith("ERROR:"), str(error.value)
+    assert "this is not a requirement" in error.value.details
+
+
+# --- static check of the Slicer API the module uses -----------------------------------------------
+
+# Every slicer./qt./ctk. attribute chain TumorSeg.py uses, with the Slicer 5.8 source that defines it.
+# Names of VTK classes (slicer.vtk...) are also checked against slicer-core below.
+SLICER_API = {
+    "slicer.ScriptedLoadableModule.ScriptedLoadableModule": "Base/Python/slicer/ScriptedLoadableModule.py",
+    "slicer.ScriptedLoadableModule.ScriptedLoadableModuleLogic": "Base/Python/slicer/ScriptedLoadableModule.py",
+    "slicer.ScriptedLoadableModule.ScriptedLoadableModuleTest": "Base/Python/slicer/ScriptedLoadableModule.py",
+    "slicer.ScriptedLoadableModule.ScriptedLoadableModuleWidget": "Base/Python/slicer/ScriptedLoadableModule.py",
+    "slicer.util.VTKObservationMixin": "Base/Python/slicer/util.py",
+    "slicer.util.WaitCursor": "Base/Python/slicer/util.py",
+    "slicer.util.arrayFromSegmentBinaryLabelmap": "Base/Python/slicer/util.py",
+    "slicer.util.arrayFromVolume": "Base/Python/slicer/util.py",
+    "slicer.util.childWidgetVariables": "Base/Python/slicer/util.py",
+    "slicer.util.confirmOkCancelDisplay": "Base/Python/slicer/util.py",
+    "slicer.util.errorDisplay": "Base/Python/slicer/util.py",
+    "slicer.util.loadLabelVolume": "Base/Python/slicer/util.py",
+    "slicer.util.loadUI": "Base/Python/slicer/util.py",
+    "slicer.util.loadVolume": "Base/Python/slicer/util.py",
+    "slicer.util.mainWindow": "Base/Python/slicer/util.py",
+    "slicer.util.pip_install": "Base/Python/slicer/util.py",
+    "slicer.util.saveNode": "Base/Python/slicer/util.py",
+    "slicer.util.setSliceViewerLayers": "Base/Python/slicer/util.py",
+    "slicer.app.temporaryPath": "Base/QTCore/qSlicerCoreApplication.h",
+    "slicer.app.processEvents": "Base/Python/slicer/slicerqt.py (slicer.app: qSlicerCoreApplication, a QCoreApplication)",
+    "slicer.mrmlScene.Clear": "Libs/MRML/Core/vtkMRMLScene.h",
+    "slicer.mrmlScene.EndCloseEvent": "Libs/MRML/Core/vtkMRMLScene.h",
+    "slicer.mrmlScene.GetFirstNodeByClass": "Libs/MRML/Core/vtkMRMLScene.h",
+    "slicer.mrmlScene.GetNumberOfNodes": "Libs/MRML/Core/vtkMRMLScene.h",
+    "slicer.mrmlScene.StartCloseEvent": "Libs/MRML/Core/vtkMRMLScene.h",
+    "slicer.dicomDatabase.fileForInstance": "Modules/Scripted/DICOM/DICOM.py (slicer.dicomDatabase: CTK ctkDICOMDatabase.h)",
+    "slicer.vtkMRMLLabelMapVolumeNode": "Libs/MRML/Core/vtkMRMLLabelMapVolumeNode.h",
+    "slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole": "Libs/MRML/Core/vtkMRMLSegmentationNode.h",
+    "slicer.vtkMRMLSliceNode.JumpAllSlices": "Libs/MRML/Core/vtkMRMLSliceNode.h",
+    "slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMLevelStudy": "Libs/MRML/Core/vtkMRMLSubjectHierarchyConstants.h",
+    "slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode": "Libs/MRML/Core/vtkMRMLSubjectHierarchyNode.h",
+    "slicer.vtkMRMLVolumeArchetypeStorageNode": "Libs/MRML/Core/vtkMRMLVolumeArchetypeStorageNode.h",
+    "slicer.vtkSegment.GetTerminologyEntryTagName": "Libs/vtkSegmentationCore/vtkSegment.h",
+    "slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode": "Modules/Loadable/Segmentations/Logic/vtkSlicerSegmentationsModuleLogic.h",
+    "slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode": "Modules/Loadable/Segmentations/Logic/vtkSlicerSegmentationsModuleLogic.h",
+    "qt.QFileDialog.getSaveFileName": "Qt QFileDialog (PythonQt)",
+    "qt.QTimer": "Qt QTimer (PythonQt)",
+}
+
+# Methods added after Slicer 5.8 that the module must not call (5.8 has only the tag form).
+NEWER_THAN_5_8 = {"SetTerminology": "vtkSegment, Slicer 5.10", "GetTerminology": "vtkSegment, Slicer 5.10"}
+
+
+def _api_chains(tree):
+    """Dotted attribute chains rooted at slicer/qt/ctk, and the names imported from slicer.* modules."""
+    chains = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("slicer", "qt", "ctk"):
+            chains.update(f"{node.module}.{alias.name}" for alias in node.names)
+        if isinstance(node, ast.Attribute):
+            parts, current = [], node
+            while isinstance(current, ast.Attribute):
+                parts.append(current.attr)
+                current = current.value
+            if isinstance(current, ast.Name) and current.id in ("slicer", "qt", "ctk"):
+                chains.add(".".join([current.id, *reversed(parts)]))
+    # keep only maximal chains (slicer.util is implied by slicer.util.errorDisplay)
+    return {c for c in chains if not any(other.startswith(c + ".") for other in chains)}
+
+
+def test_slicer_api_used_by_the_module_exists_in_slicer_5_8():
+    source = (sf.MODULE_DIR / "TumorSeg.py").read_text()
+    tree = ast.parse(source)
+    used = _api_chains(tree)
+    unknown = sorted(used - set(SLICER_API))
+    assert not unknown, f"Slicer API not in the allow-list (check it exists in Slicer 5.8, then add it): {unknown}"
+    unused = sorted(set(SLICER_API) - used)
+    assert not unused, f"allow-list entries the module no longer uses: {unused}"
+    calls = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    assert not calls & set(NEWER_THAN_5_8), f"API newer than Slicer 5.8: {calls & set(NEWER_THAN_5_8)}"
+    # What slicer-core provides is checked for real: the VTK classes and their static methods, slicer.util.
+    for chain in used:
+        parts = chain.split(".")
+        if parts[0] == "slicer" and (parts[1].startswith("vtk") or parts[1] == "util"):
+            obj = slicer
+            for part in parts[1:]:
+                assert hasattr(obj, part), f"{chain} does not exist in slicer-core"
+                obj = getattr(obj, part)
+
+
+def test_api_check_detects_unknown_names():
+    tree = ast.parse("import slicer\nslicer.util.noSuchFunction()\nslicer.vtkMRMLScene().GetNodes()\nqt.QTimer.singleShot(0, f)")
+    assert _api_chains(tree) == {"slicer.util.noSuchFunction", "slicer.vtkMRMLScene", "qt.QTimer.singleShot"}
