@@ -1,0 +1,97 @@
+"""``OUT/summary.csv``: one row per finished case, rewritten atomically after every case.
+
+The whole table is written to a temporary file in OUT and renamed over the old one, so a reader,
+or a batch killed at any moment, always sees a complete table of the cases finished so far.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["FIELDS", "Summary", "completed_report", "ok_row", "failed_row", "skipped_row", "one_line"]
+
+FIELDS = ("case_id", "status", "tumor_detected", "tumor_volume_ml", "positive_slices", "seconds", "error")
+REPORT_KEYS = ("case_id", "tumor_detected", "tumor_volume_ml", "slices")
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: the table gets the permissions of any file the user creates, not mkstemp's 0600
+
+
+def one_line(error: BaseException | str, limit: int = 500) -> str:
+    """An error message on one line, for a CSV cell."""
+    text = error if isinstance(error, str) else str(error) or type(error).__name__
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _row(case_id: str, status: str, report: dict | None = None, seconds: float | None = None, error: str = "") -> dict:
+    row = dict.fromkeys(FIELDS, "")
+    row.update(case_id=case_id, status=status, error=error)
+    if seconds is not None:
+        row["seconds"] = f"{seconds:.2f}"
+    if report is not None:
+        row["tumor_detected"] = "true" if report["tumor_detected"] else "false"
+        volume = report.get("tumor_volume_ml")
+        row["tumor_volume_ml"] = "" if volume is None else f"{volume:.3f}"
+        row["positive_slices"] = str(sum(bool(s.get("positive")) for s in report["slices"]))
+    return row
+
+
+def ok_row(case_id: str, report: dict, seconds: float) -> dict:
+    return _row(case_id, "ok", report, seconds)
+
+
+def failed_row(case_id: str, error: BaseException | str, seconds: float | None = None) -> dict:
+    return _row(case_id, "failed", seconds=seconds, error=one_line(error))
+
+
+def skipped_row(case_id: str, report: dict) -> dict:
+    """A case finished by an earlier run: its numbers come from its report.json."""
+    seconds = (report.get("timing_s") or {}).get("total_s")
+    return _row(case_id, "skipped", report, seconds)
+
+
+def completed_report(case_folder: Path) -> dict | None:
+    """The case's report when ``report.json`` is complete (valid JSON with the contract's keys), else None."""
+    try:
+        report = json.loads((case_folder / "report.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(report, dict) or any(key not in report for key in REPORT_KEYS):
+        return None
+    return report
+
+
+class Summary:
+    """The rows recorded so far, written to ``path`` in the order of the batch's cases."""
+
+    def __init__(self, path: Path, order: list[str]) -> None:
+        self.path = Path(path)
+        self.order = {case_id: i for i, case_id in enumerate(order)}
+        self.rows: dict[str, dict] = {}
+
+    def record(self, row: dict) -> None:
+        self.rows[row["case_id"]] = row
+        self.write()
+
+    def count(self, status: str) -> int:
+        return sum(row["status"] == status for row in self.rows.values())
+
+    def write(self) -> None:
+        rows = sorted(self.rows.values(), key=lambda r: self.order.get(r["case_id"], len(self.order)))
+        fd, tmp = tempfile.mkstemp(prefix=".summary.", suffix=".csv.tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", newline="") as stream:
+                writer = csv.DictWriter(stream, FIELDS)
+                writer.writeheader()
+                writer.writerows(rows)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.chmod(tmp, 0o666 & ~_UMASK)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

@@ -1,0 +1,332 @@
+"""``tumorseg batch``: inputs, the summary, broken and hanging cases, and resuming after kills.
+
+The end-to-end tests run the command in a subprocess, as an operator would, on the sample
+patients (linked under new names where a test needs more cases). They check the contracts, not
+Dice values, so they hold for the placeholder and the trained weights alike.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from conftest import KAGGLE, RAW, ROOT, SAMPLE_PATIENTS, run_cli
+from monai_core.batch import find_cases
+from monai_core.batch.summary import FIELDS
+from monai_core.detect import detect_case
+from monai_core.errors import InputError
+
+SMALL = ["TCGA_HT_7680_19970202", "TCGA_CS_6669_20020102"]  # the two patients with the fewest slices
+
+
+# ----------------------------------------------------------------------------------------- helpers
+
+
+def link_cases(root: Path, patients: list[str], copies: int = 1) -> list[str]:
+    """A batch root of Kaggle case folders: each patient linked ``copies`` times under new ids."""
+    root.mkdir(parents=True, exist_ok=True)
+    ids = []
+    for copy in range(copies):
+        for patient in patients:
+            case_id = patient if copies == 1 else f"{patient}_c{copy}"
+            (root / case_id).symlink_to(KAGGLE / patient, target_is_directory=True)
+            ids.append(case_id)
+    return sorted(ids)
+
+
+def read_summary(out: Path) -> list[dict]:
+    with open(out / "summary.csv", newline="") as stream:
+        reader = csv.DictReader(stream)
+        assert tuple(reader.fieldnames) == FIELDS
+        return list(reader)
+
+
+def complete_report(folder: Path) -> dict:
+    """The case's report, asserting that the folder is a complete case (report and segmentation)."""
+    report = json.loads((folder / "report.json").read_text())
+    assert report["case_id"] == folder.name
+    assert (folder / "segmentation.nii.gz").is_file()
+    nib.load(folder / "segmentation.nii.gz").get_fdata()  # the file is whole
+    return report
+
+
+def without_timing(report: dict) -> dict:
+    return {k: v for k, v in report.items() if k != "timing_s"}
+
+
+def start_batch(*args) -> subprocess.Popen:
+    """``tumorseg batch`` in the background, in a session of its own (its own process group, like a shell job)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    command = [sys.executable, "-m", "monai_core", "batch", *map(str, args), "--progress", "none"]
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+
+
+def wait_for_rows(out: Path, process: subprocess.Popen, rows: int, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (out / "summary.csv").exists() and len(read_summary(out)) >= rows:
+            return
+        assert process.poll() is None, f"batch ended early: {process.communicate()}"
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {rows} cases finished in {timeout} s")
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def assert_no_leftovers(out: Path) -> None:
+    """No temporary case folder or summary left behind (the batch's lock file stays)."""
+    assert [p.name for p in out.iterdir() if p.name.startswith(".") and p.name != ".tumorseg-batch.lock"] == []
+
+
+# ----------------------------------------------------------------------------------------- finding cases
+
+
+def test_folder_layouts_are_recognised(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "kaggle").symlink_to(KAGGLE / SMALL[0], target_is_directory=True)
+    volumes = root / "volumes"
+    volumes.mkdir()
+    for name in ("FLAIR.nii.gz", "t1.nii", "t1c.nrrd", "notes.txt"):
+        (volumes / name).write_bytes(b"")
+    dicom = root / "dicom"
+    (dicom / "flair").mkdir(parents=True)
+    (dicom / "t1c").mkdir()
+    (root / "nothing_usable").mkdir()
+    (root / ".hidden").mkdir()
+    (root / "readme.md").write_text("not a case")
+
+    cases = {c.case_id: c for c in find_cases(root)}
+
+    assert sorted(cases) == ["dicom", "kaggle", "nothing_usable", "volumes"]
+    assert cases["kaggle"].kaggle_dir == str(root / "kaggle") and cases["kaggle"].flair is None
+    assert (cases["volumes"].flair, cases["volumes"].t1, cases["volumes"].t1c) == tuple(
+        str(volumes / n) for n in ("FLAIR.nii.gz", "t1.nii", "t1c.nrrd")
+    )
+    assert (cases["dicom"].flair, cases["dicom"].t1, cases["dicom"].t1c) == (str(dicom / "flair"), None, str(dicom / "t1c"))
+    assert cases["nothing_usable"].problem and "no FLAIR" in cases["nothing_usable"].problem
+
+
+def test_manifest_paths_and_errors(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "p1").symlink_to(KAGGLE / SMALL[0], target_is_directory=True)
+    manifest = tmp_path / "cases.csv"
+    manifest.write_text(
+        "case_id,flair,t1,t1c\n"
+        f"a,data/p1,,\n"
+        f"b,{RAW / 'flair.nii.gz'},,{RAW / 't1c.nii.gz'}\n"
+        "\n"
+        "c,missing/flair.nii.gz,missing/t1.nii.gz,\n"
+    )
+    a, b, c = find_cases(manifest)
+    assert (a.case_id, a.kaggle_dir, a.flair) == ("a", str(tmp_path / "data" / "p1"), None)
+    assert (b.flair, b.t1, b.t1c) == (str(RAW / "flair.nii.gz"), None, str(RAW / "t1c.nii.gz"))
+    assert (c.flair, c.t1) == (str(tmp_path / "missing" / "flair.nii.gz"), str(tmp_path / "missing" / "t1.nii.gz"))
+
+    manifest.write_text("case_id,flair,t1,t1c\nA,x.nii.gz,,\nb,y.nii.gz,,\na,z.nii.gz,,\n")
+    with pytest.raises(InputError, match="duplicate case ids: A/a"):
+        find_cases(manifest)
+    manifest.write_text("id,flair\nA,x.nii.gz\n")
+    with pytest.raises(InputError, match="lacks the column"):
+        find_cases(manifest)
+    manifest.write_text("case_id,flair,t1,t1c\n../up,x.nii.gz,,\n")
+    with pytest.raises(InputError, match="line 2"):
+        find_cases(manifest)
+
+
+def test_duplicate_ids_stop_before_any_work(tmp_path):
+    manifest = tmp_path / "cases.csv"
+    patient = KAGGLE / SMALL[0]
+    manifest.write_text(f"case_id,flair,t1,t1c\nsame,{patient},,\nother,{patient},,\nsame,{patient},,\n")
+    result = run_cli("batch", manifest, "-o", tmp_path / "out")
+    assert result.returncode == 2
+    assert "duplicate case ids: same" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_results_are_not_overwritten_without_resume(tmp_path):
+    out = tmp_path / "out"
+    (out / SMALL[0]).mkdir(parents=True)
+    (out / SMALL[0] / "report.json").write_text("{}")
+    result = run_cli("batch", KAGGLE, "-o", out)
+    assert result.returncode == 2
+    assert "--resume" in result.stderr and "Traceback" not in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [SMALL[0]]
+
+
+# ----------------------------------------------------------------------------------------- running
+
+
+def test_folder_and_manifest_give_the_outputs_of_detect(tmp_path, pipeline):
+    """A Kaggle folder and a FLAIR-only NIfTI, as a folder of cases and as a manifest: the files of detect."""
+    root = tmp_path / "root"  # as a folder: one Kaggle case and the NIfTI case
+    link_cases(root, SMALL[:1])
+    (root / "raw").mkdir()
+    (root / "raw" / "flair.nii.gz").symlink_to(RAW / "flair.nii.gz")
+    link_cases(tmp_path / "data", SMALL[1:])
+    manifest = tmp_path / "cases.csv"  # as a manifest: the other Kaggle case (a relative path) and the NIfTI case
+    manifest.write_text(f"case_id,flair,t1,t1c\n{SMALL[1]},data/{SMALL[1]},,\nraw,{root / 'raw' / 'flair.nii.gz'},,\n")
+    threads = str(torch.get_num_threads())  # the same as in-process detect: identical arithmetic
+
+    expected = tmp_path / "detect"
+    detect_case(pipeline, expected, kaggle_dir=root / SMALL[0], case_id=SMALL[0])
+    detect_case(pipeline, expected, kaggle_dir=tmp_path / "data" / SMALL[1], case_id=SMALL[1])
+    detect_case(pipeline, expected, flair=root / "raw" / "flair.nii.gz", case_id="raw")
+
+    for source, cases in ((root, [SMALL[0], "raw"]), (manifest, [SMALL[1], "raw"])):
+        out = tmp_path / f"out_{source.name}"
+        result = run_cli("batch", source, "-o", out, "--workers", "2", "--threads-per-worker", threads)
+        assert result.returncode == 0, result.stderr
+        summary = {row["case_id"]: row for row in read_summary(out)}
+        assert sorted(summary) == sorted(cases)
+        for case_id, row in summary.items():
+            report, reference = complete_report(out / case_id), complete_report(expected / case_id)
+            assert without_timing(report) == without_timing(reference)
+            seg = nib.load(out / case_id / "segmentation.nii.gz")
+            ref = nib.load(expected / case_id / "segmentation.nii.gz")
+            assert np.array_equal(seg.get_fdata(), ref.get_fdata()) and np.allclose(seg.affine, ref.affine)
+            assert row["status"] == "ok" and row["error"] == "" and float(row["seconds"]) > 0
+            assert row["tumor_detected"] == ("true" if report["tumor_detected"] else "false")
+            assert int(row["positive_slices"]) == sum(s["positive"] for s in report["slices"])
+            volume = report["tumor_volume_ml"]
+            assert row["tumor_volume_ml"] == ("" if volume is None else f"{volume:.3f}")
+        assert summary["raw"]["tumor_volume_ml"] != ""  # a volume with spacing has a volume in mL
+        assert_no_leftovers(out)
+
+
+def test_broken_and_hanging_cases_fail_alone(tmp_path):
+    """A corrupt slice, a folder without inputs and a read that never returns: failed rows, exit 3, the rest ok."""
+    root = tmp_path / "root"
+    link_cases(root, SMALL)
+    corrupt = root / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "corrupt_1.tif").write_bytes(b"this is not a TIFF file")
+    (root / "empty").mkdir()
+    hanging = root / "hanging"  # a slice that is a named pipe: reading it blocks forever, like a stalled disk
+    hanging.mkdir()
+    os.mkfifo(hanging / "hanging_1.tif")
+
+    start = time.monotonic()
+    result = run_cli("batch", root, "-o", tmp_path / "out", "--workers", "2", "--case-timeout", "20", timeout=300)
+    elapsed = time.monotonic() - start
+
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    rows = {row["case_id"]: row for row in read_summary(tmp_path / "out")}
+    assert sorted(rows) == sorted([*SMALL, "corrupt", "empty", "hanging"])
+    for patient in SMALL:
+        assert rows[patient]["status"] == "ok", rows[patient]
+        complete_report(tmp_path / "out" / patient)
+    assert rows["corrupt"]["status"] == "failed" and "corrupt_1.tif" in rows["corrupt"]["error"]
+    assert rows["empty"]["status"] == "failed" and "no FLAIR" in rows["empty"]["error"]
+    assert rows["hanging"]["status"] == "failed" and "timed out after 20 s" in rows["hanging"]["error"]
+    for name in ("corrupt", "empty", "hanging"):
+        assert "\n" not in rows[name]["error"] and not (tmp_path / "out" / name).exists()
+    assert elapsed < 200  # the hanging case cost its time limit and a worker restart, not the batch
+    assert_no_leftovers(tmp_path / "out")
+
+
+def test_resume_after_sigkill_finishes_every_case_once(tmp_path):
+    root = tmp_path / "root"
+    out = tmp_path / "out"
+    ids = link_cases(root, SMALL, copies=3)
+    seed = random.randrange(10**6)
+    delay = random.Random(seed).uniform(0.0, 1.5)
+
+    batch = start_batch(root, "-o", out, "--workers", "2")
+    wait_for_rows(out, batch, 1)
+    time.sleep(delay)  # a random moment: a case may be half-written, or the summary half-replaced
+    workers = children_of(batch.pid)
+    assert batch.poll() is None, f"batch finished before the kill (seed {seed}); nothing was tested"
+    os.kill(batch.pid, signal.SIGKILL)
+    batch.wait()
+    deadline = time.monotonic() + 10
+    while any(alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(w) for w in workers), "worker processes outlived the killed batch"
+
+    before = {p.name: (p / "report.json").stat().st_mtime_ns for p in out.iterdir() if (p / "report.json").exists()}
+    assert 1 <= len(before) < len(ids), f"seed {seed}"
+    rows_before = read_summary(out)  # complete, readable table at any moment
+    assert {r["case_id"] for r in rows_before} <= set(before)
+
+    result = run_cli("batch", root, "-o", out, "--workers", "2", "--resume", "--progress", "none")
+    assert result.returncode == 0, result.stderr
+    rows = read_summary(out)
+    assert [r["case_id"] for r in rows] == ids  # one row per case, in order
+    for row in rows:
+        expected = "skipped" if row["case_id"] in before else "ok"
+        assert row["status"] == expected, (row, seed)
+        complete_report(out / row["case_id"])
+    after = {name: (out / name / "report.json").stat().st_mtime_ns for name in before}
+    assert after == before, "a case finished before the kill was processed again"
+    assert_no_leftovers(out)
+
+
+def test_ctrl_c_stops_after_cases_in_flight_then_resume(tmp_path):
+    root = tmp_path / "root"
+    out = tmp_path / "out"
+    ids = link_cases(root, SMALL, copies=3)
+
+    batch = start_batch(root, "-o", out, "--workers", "1")
+    wait_for_rows(out, batch, 1)
+    os.killpg(batch.pid, signal.SIGINT)  # as a terminal does: to the batch and its workers
+    _, stderr = batch.communicate(timeout=120)
+
+    assert batch.returncode == 130, stderr
+    assert "--resume" in stderr and "Traceback" not in stderr
+    rows = read_summary(out)
+    assert 2 <= len(rows) < len(ids)  # the case in flight finished; the others were not started
+    assert all(r["status"] == "ok" for r in rows)
+    done = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert done == sorted(r["case_id"] for r in rows)
+    for name in done:
+        complete_report(out / name)
+    assert_no_leftovers(out)
+
+    result = run_cli("batch", root, "-o", out, "--resume", "--progress", "none")
+    assert result.returncode == 0, result.stderr
+    statuses = {r["case_id"]: r["status"] for r in read_summary(out)}
+    assert sorted(statuses) == ids
+    assert all(statuses[name] == "skipped" for name in done)
+    assert sum(s == "ok" for s in statuses.values()) == len(ids) - len(done)
+
+
+def test_two_batches_never_share_an_output_folder(tmp_path):
+    import fcntl
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / ".tumorseg-batch.lock", "a") as held:  # as a running batch holds it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = run_cli("batch", KAGGLE, "-o", out)
+    assert result.returncode == 2
+    assert "another tumorseg batch is writing into this folder" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [".tumorseg-batch.lock"]
