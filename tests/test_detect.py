@@ -1,0 +1,95 @@
+"""``tumorseg detect`` end to end with the shipped weights: outputs, geometry and accuracy on real studies."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import slicerio
+
+from conftest import KAGGLE, RAW, run_cli
+from monai_core.detect import detect_case
+from monai_core.metrics import dice
+
+
+@pytest.fixture(scope="module")
+def raw_result(pipeline, tmp_path_factory):
+    out = tmp_path_factory.mktemp("raw")
+    report = detect_case(
+        pipeline, out, flair=RAW / "flair.nii.gz", t1=RAW / "t1.nii.gz", t1c=RAW / "t1c.nii.gz",
+        case_id="FG6692", seg_nrrd=True, overlay=True,
+    )
+    return out / "FG6692", report
+
+
+def test_raw_volumes_segmentation_overlays_the_flair_and_finds_the_lesion(raw_result):
+    folder, report = raw_result
+    flair = sitk.ReadImage(str(RAW / "flair.nii.gz"))
+    seg = sitk.ReadImage(str(folder / "segmentation.nii.gz"))
+    assert seg.GetSize() == flair.GetSize() and seg.GetPixelID() == sitk.sitkUInt8
+    assert np.allclose(seg.GetOrigin(), flair.GetOrigin(), atol=1e-3)
+    assert np.allclose(seg.GetDirection(), flair.GetDirection(), atol=1e-5)
+    assert np.allclose(seg.GetSpacing(), flair.GetSpacing(), atol=1e-5)
+    assert np.allclose(nib.load(folder / "segmentation.nii.gz").affine, nib.load(RAW / "flair.nii.gz").affine, atol=1e-3)
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(RAW / "flair_lesion.nii.gz")))
+    assert dice(sitk.GetArrayFromImage(seg), truth) >= 0.80
+    voxel_ml = np.prod(flair.GetSpacing()) / 1000
+    assert report["tumor_volume_ml"] == pytest.approx(sitk.GetArrayFromImage(seg).sum() * voxel_ml, rel=1e-3)
+
+
+def test_report_follows_the_output_contract(raw_result):
+    folder, report = raw_result
+    on_disk = json.loads((folder / "report.json").read_text())
+    assert on_disk == report
+    assert {"case_id", "inputs", "tumor_detected", "tumor_volume_ml", "slices", "bundle", "timing_s"} <= report.keys()
+    assert report["inputs"]["flair"].endswith("flair.nii.gz") and report["inputs"]["t1c"].endswith("t1c.nii.gz")
+    assert [s["index"] for s in report["slices"]] == list(range(26))
+    assert all({"index", "tumor_probability", "positive", "tumor_pixels"} == s.keys() for s in report["slices"])
+    assert report["tumor_detected"] and any(s["positive"] for s in report["slices"])
+    assert set(report["bundle"]["sha256"]) == {"models/model.pt", "models/model_classifier.pt"}
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "overlay.png", "report.json", "segmentation.nii.gz", "segmentation.seg.nrrd"
+    ]
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_seg_nrrd_reads_back_with_slicerio_as_one_tumor_segment(raw_result):
+    folder, _ = raw_result
+    segmentation = slicerio.read_segmentation(str(folder / "segmentation.seg.nrrd"))
+    assert slicerio.segment_names(segmentation) == ["Tumor"]
+    segment = slicerio.segment_from_name(segmentation, "Tumor")
+    assert segment["terminology"]["type"][1] == "108369006"
+    voxels = slicerio.extract_segments(segmentation, [("Tumor", 1)])["voxels"]
+    nifti = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "segmentation.nii.gz"))).transpose(2, 1, 0)
+    assert np.array_equal(voxels > 0, nifti > 0)
+
+
+def test_kaggle_folder_output_is_the_slice_stack(pipeline, tmp_path):
+    case = KAGGLE / "TCGA_FG_6692_20020606"
+    report = detect_case(pipeline, tmp_path, kaggle_dir=case)
+    image = nib.load(tmp_path / case.name / "segmentation.nii.gz")
+    data = np.asanyarray(image.dataobj)
+    assert data.shape == (256, 256, 26) and data.dtype == np.uint8
+    assert report["tumor_volume_ml"] is None
+    assert [s["tumor_pixels"] for s in report["slices"]] == [int(data[:, :, k].sum()) for k in range(26)]
+    from PIL import Image
+
+    truth = np.stack([np.asarray(Image.open(case / f"{case.name}_{k + 1}_mask.tif")) > 0 for k in range(26)], axis=-1)
+    assert dice(data, truth) >= 0.75  # [:, :, k] is slice file k+1, rows and columns as the tif
+
+
+def test_cli_refuses_to_overwrite_and_keeps_the_old_result(tmp_path):
+    case = KAGGLE / "TCGA_HT_7680_19970202"
+    first = run_cli("detect", case, "-o", tmp_path, "--progress", "none")
+    assert first.returncode == 0, first.stderr
+    report = tmp_path / case.name / "report.json"
+    before = report.read_bytes()
+    again = run_cli("detect", case, "-o", tmp_path, "--progress", "json")
+    assert again.returncode == 2
+    assert again.stderr.strip().splitlines()[-1].startswith("tumorseg: error:") and "Traceback" not in again.stderr
+    assert report.read_bytes() == before
+    forced = run_cli("detect", case, "-o", tmp_path, "--overwrite", "--progress", "json")
+    assert forced.returncode == 0
+    stages = [json.loads(line)["stage"] for line in forced.stderr.splitlines() if line.startswith("{")]
+    assert stages[0] == "load" and stages[-1] == "done" and "classify" in stages

@@ -1,0 +1,55 @@
+"""The shipped weights: checksums as recorded, safe loading, and accuracy that an untrained model lacks."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import BUNDLE, KAGGLE
+from monai_core.errors import InputError
+from monai_core.evaluation import pipeline_metrics, predict_patients
+from monai_core.pipeline import TumorSegPipeline
+from monai_core.weights import sha256
+
+DICE_FLOOR = 0.70  # per-patient Dice on a development sample patient; an untrained pipeline gets ~0
+PATIENT = "TCGA_FG_6692_20020606"
+
+
+def test_weights_match_their_recorded_checksums():
+    recorded = json.loads((BUNDLE / "configs" / "metadata.json").read_text())["weights_sha256"]
+    assert set(recorded) == {"models/model.pt", "models/model_classifier.pt"}
+    for name, digest in recorded.items():
+        assert sha256(BUNDLE / name) == digest, name
+
+
+def test_shipped_pipeline_segments_a_sample_patient(pipeline):
+    metrics = pipeline_metrics(predict_patients(pipeline, KAGGLE, [PATIENT]), pipeline.classifier_threshold, pipeline.mask_threshold)
+    assert metrics["dice"]["mean"] >= DICE_FLOOR
+    assert metrics["sensitivity"] >= 0.8  # the shipped threshold favours sensitivity (bundle/docs/README.md)
+
+
+def test_an_untrained_pipeline_stays_below_the_floor(tmp_path, pipeline):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE / "configs" / "inference.json"))
+    torch.manual_seed(0)
+    for name, key in (("model.pt", "network_def"), ("model_classifier.pt", "classifier_def")):
+        torch.save(parser.get_parsed_content(key).state_dict(), tmp_path / name)
+    untrained = TumorSegPipeline(BUNDLE, segmenter_weights=tmp_path / "model.pt", classifier_weights=tmp_path / "model_classifier.pt")
+    metrics = pipeline_metrics(predict_patients(untrained, KAGGLE, [PATIENT]), pipeline.classifier_threshold, pipeline.mask_threshold)
+    assert metrics["dice"]["mean"] < DICE_FLOOR
+
+
+def test_tampered_weights_are_refused(tmp_path):
+    copy = tmp_path / "bundle"
+    import shutil
+
+    shutil.copytree(BUNDLE / "configs", copy / "configs")
+    (copy / "models").mkdir()
+    for name in ("model.pt", "model_classifier.pt"):
+        shutil.copy(BUNDLE / "models" / name, copy / "models" / name)
+    with open(copy / "models" / "model.pt", "ab") as stream:
+        stream.write(b"\0")
+    with pytest.raises(InputError, match="checksum mismatch"):
+        TumorSegPipeline(copy)
