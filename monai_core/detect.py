@@ -7,6 +7,7 @@ with a pipeline loaded once per worker.
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,18 +19,21 @@ from .pipeline import TumorSegPipeline
 from .progress import Progress
 from .study import Study, is_kaggle_case, load_kaggle_case, load_volumes
 
-__all__ = ["detect_case", "load_study", "build_report"]
+__all__ = ["detect_case", "read_case", "finish_case", "load_study", "build_report"]
 
 
 def load_study(kaggle_dir=None, flair=None, t1=None, t1c=None, case_id=None, progress: Progress | None = None) -> Study:
     """A Study from a Kaggle folder or from scanner volumes (exactly one of the two)."""
     if (kaggle_dir is None) == (flair is None):
         raise InputError(None, "give either a Kaggle case folder or --flair")
-    if kaggle_dir is not None:
-        if not is_kaggle_case(kaggle_dir):
-            raise InputError(kaggle_dir, "not a Kaggle-layout case folder (no <case>_1.tif); use --flair for volumes")
-        return load_kaggle_case(kaggle_dir, case_id)
-    return load_volumes(flair, t1, t1c, case_id, progress)
+    with warnings.catch_warnings():
+        # readers warn about what they repair (pydicom, PIL, numpy); a problem that matters is an InputError
+        warnings.simplefilter("ignore")
+        if kaggle_dir is not None:
+            if not is_kaggle_case(kaggle_dir):
+                raise InputError(kaggle_dir, "not a Kaggle-layout case folder (no <case>_1.tif); use --flair for volumes")
+            return load_kaggle_case(kaggle_dir, case_id)
+        return load_volumes(flair, t1, t1c, case_id, progress)
 
 
 def build_report(study: Study, prediction, mask, pipeline: TumorSegPipeline, timing: dict) -> dict:
@@ -71,6 +75,26 @@ def detect_case(
     progress: Progress | None = None,
 ) -> dict:
     """Run the whole pipeline on one study and write ``out_root/<case_id>/``; returns the report."""
+    study, timing = read_case(out_root, kaggle_dir, flair, t1, t1c, case_id, dicom_seg, overwrite, progress)
+    return finish_case(pipeline, study, timing, out_root, seg_nrrd, overlay, dicom_seg, overwrite, progress)
+
+
+def read_case(
+    out_root: str | Path,
+    kaggle_dir=None,
+    flair=None,
+    t1=None,
+    t1c=None,
+    case_id: str | None = None,
+    dicom_seg: bool = False,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> tuple[Study, dict]:
+    """The first half of :func:`detect_case`: check the request and load the study (no network needed).
+
+    Kept apart so that ``tumorseg batch`` can read the next case while the networks run on this one.
+    Returns the study and its timing so far, which :func:`finish_case` completes.
+    """
     progress = progress or (lambda *a: None)
     started = time.perf_counter()
     if dicom_seg and (flair is None or not Path(flair).is_dir()):
@@ -79,11 +103,25 @@ def detect_case(
         case_folder_ready(out_root, case_id, overwrite)  # fail before the work, not after
     study = load_study(kaggle_dir, flair, t1, t1c, case_id, progress)
     case_folder_ready(out_root, study.case_id, overwrite)
-    timing = {"load_s": time.perf_counter() - started, **study.timing}
+    return study, {"load_s": time.perf_counter() - started, **study.timing}
 
-    start = time.perf_counter()
+
+def finish_case(
+    pipeline: TumorSegPipeline,
+    study: Study,
+    timing: dict,
+    out_root: str | Path,
+    seg_nrrd: bool = False,
+    overlay: bool = False,
+    dicom_seg: bool = False,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> dict:
+    """The second half of :func:`detect_case`: both networks, map back, write the outputs; returns the report."""
+    progress = progress or (lambda *a: None)
+    started = time.perf_counter()
     prediction = pipeline.predict(study.slices, progress)
-    timing["inference_s"] = time.perf_counter() - start
+    timing["inference_s"] = time.perf_counter() - started
 
     start = time.perf_counter()
     mask = study.mask_on_input_grid(prediction.tumour_probability, pipeline.mask_threshold)
@@ -97,8 +135,8 @@ def detect_case(
         if overlay:
             model_masks = prediction.tumour_probability >= pipeline.mask_threshold
             write_overlay_png(study.slices, model_masks, prediction.positive, folder / "overlay.png")
-        seg_note = _write_dicom_seg(flair, mask, pipeline, folder) if dicom_seg else None
-        timing["total_s"] = time.perf_counter() - started
+        seg_note = _write_dicom_seg(study.inputs["flair"], mask, pipeline, folder) if dicom_seg else None
+        timing["total_s"] = timing["load_s"] + time.perf_counter() - started
         report = build_report(study, prediction, mask, pipeline, timing)
         if seg_note is not None:
             report["dicom_seg"] = seg_note

@@ -1,12 +1,16 @@
 """Write one case's outputs atomically into ``OUT/<case_id>/`` (see DESIGN.md, "Output contract").
 
 Everything is written into a hidden temporary folder beside the final one, ``report.json`` last,
-and the folder is renamed into place only when complete, so a case folder either does not exist
-or is complete, whenever the process is killed.
+and the folder is renamed into place only when complete (swapped atomically with an existing one
+on ``--overwrite``), so a case folder is either the complete previous one or the complete new
+one, whenever the process is killed. A failure to write (read-only folder, full disk) is an
+InputError naming the folder, and leaves no temporary folder and no folder the writer created.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import shutil
@@ -54,6 +58,7 @@ def write_json_atomic(path: Path, content) -> None:
             stream.write("\n")
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; results are ordinary files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -71,32 +76,87 @@ class CaseWriter:
         self.final = case_folder_ready(out_root, case_id, overwrite)
         self.overwrite = overwrite
         self.tmp: Path | None = None
+        self.created: list[Path] = []  # output folders this writer made, removed again on failure
 
     def __enter__(self) -> Path:
+        parent = self.final.parent
+        self.created = [p for p in (parent, *parent.parents) if not p.exists()][::-1]
         try:
-            self.final.parent.mkdir(parents=True, exist_ok=True)
-            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.", suffix=".partial", dir=self.final.parent))
+            parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.", suffix=".partial", dir=parent))
+            self.tmp.chmod(0o755)  # mkdtemp makes it private; the published case folder is not
         except OSError as error:
-            raise InputError(self.final.parent, f"cannot write the output folder ({error.strerror})") from None
+            self._remove_created()
+            raise InputError(parent, f"cannot write the output folder ({error.strerror})") from None
         return self.tmp
 
     def __exit__(self, kind, value, traceback) -> None:
-        if kind is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        try:
-            if self.final.exists():
-                if not self.overwrite:
-                    raise InputError(self.final, "output appeared while running; not overwritten")
+        if kind is None:
+            try:
+                self._publish()
+                return
+            except OSError as error:
+                kind, value = type(error), error
+            except BaseException:
+                self._discard()
+                raise
+        self._discard()
+        if isinstance(value, OSError):  # full disk, quota, read-only: the output cannot be written
+            raise InputError(self.final.parent, f"cannot write the outputs ({value.strerror or value})") from None
+
+    def _publish(self) -> None:
+        for path in self.tmp.iterdir():  # on disk before the rename makes them visible
+            _fsync(path)
+        _fsync(self.tmp)
+        if self.final.exists():
+            if not self.overwrite:
+                raise InputError(self.final, "output appeared while running; not overwritten")
+            if _exchange(self.tmp, self.final):  # atomic: the old case moves to the temporary name
+                shutil.rmtree(self.tmp, ignore_errors=True)
+            else:  # no atomic exchange on this system: a short window without a case folder
                 old = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.", suffix=".old", dir=self.final.parent))
                 os.replace(self.final, old / "case")
                 os.replace(self.tmp, self.final)
                 shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(self.tmp, self.final)
-        except BaseException:
+        else:
+            os.replace(self.tmp, self.final)
+        _fsync(self.final.parent)
+
+    def _discard(self) -> None:
+        if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
-            raise
+        self._remove_created()
+
+    def _remove_created(self) -> None:
+        for folder in reversed(self.created):
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically with Linux renameat2(RENAME_EXCHANGE); False where unsupported."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
 
 
 def write_mask_nifti(mask, path: Path) -> None:
@@ -106,7 +166,17 @@ def write_mask_nifti(mask, path: Path) -> None:
     rows and columns as the ``.tif`` is read (identity affine: the spacing is unknown).
     """
     if isinstance(mask, sitk.Image):
+        # niftilib reports a failed write (full disk) only on stderr and leaves a short file, so
+        # make sure of the space first and check the file afterwards
+        if shutil.disk_usage(path.parent).free < int(np.prod(mask.GetSize())) + (1 << 16):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         sitk.WriteImage(sitk.Cast(mask, sitk.sitkUInt8), str(path), useCompression=True)
+        from .io.volumes import _check_nifti
+
+        try:
+            _check_nifti(path)
+        except InputError as error:
+            raise OSError(errno.EIO, f"{path.name} was not written completely ({error.problem})", str(path)) from None
         return
     import nibabel as nib
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -34,11 +35,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     from ..detect import detect_case
     from ..errors import InputError
+    from ..outputs import case_folder_ready
     from ..pipeline import DEFAULT_BUNDLE, TumorSegPipeline
     from ..progress import reporter
 
     if (args.case_dir is None) == (args.flair is None):
         raise InputError(None, "give either a Kaggle case folder or --flair (not both)")
+    _check_paths(args.output, args.case_dir, args.flair, args.t1, args.t1c)  # before the slow model load
+    if args.case_id is not None:
+        case_folder_ready(args.output, args.case_id, args.overwrite)
     progress = reporter(args.progress)
     progress("load", 0.0, "loading the models")
     pipeline = TumorSegPipeline(args.bundle or DEFAULT_BUNDLE)
@@ -64,3 +69,23 @@ def run(args) -> int:
     print(summary)
     print(f"outputs: {Path(args.output) / report['case_id']}")
     return 0
+
+
+def _check_paths(out_root, *inputs) -> None:
+    """Fail fast, before the models load: the inputs exist and are readable, the output can be written."""
+    from ..errors import InputError
+
+    for path in inputs:
+        if path is None:
+            continue
+        path = Path(path)
+        if not path.exists():
+            raise InputError(path, "no such file or folder")
+        if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+            raise InputError(path, "not readable (permission denied)")
+    out_root = Path(out_root)
+    existing = next((p for p in (out_root, *out_root.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        raise InputError(out_root, "the output folder is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(out_root, "cannot write the output folder (read-only or permission denied)")

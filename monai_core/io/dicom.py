@@ -238,12 +238,24 @@ def read_series(folder, series_uid: str | None = None) -> DicomSeries:
     exactly one. Every problem that makes the geometry or pixels untrustworthy is an InputError.
     """
     folder = Path(folder)
+    try:
+        return _read_series(folder, series_uid)
+    except InputError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError) as error:
+        # a header value of the wrong type or multiplicity (a single number where six are needed,
+        # text in a number): the series is malformed. The value itself is not shown (patient data).
+        raise InputError(folder, f"malformed DICOM headers ({type(error).__name__})") from None
+
+
+def _read_series(folder: Path, series_uid: str | None) -> DicomSeries:
     info = _choose_series(folder, series_uid)
     if info.modality != "MR":
         raise InputError(folder, f"series {info.series_uid} has modality {info.modality or 'unknown'}; "
                          f"TumorSeg needs MR images")
     datasets = [_read_full(path) for path in info.files]
     slices = sorted_slices(datasets, folder)
+    _check_size(slices, folder)
     voxels = _pixel_stack(slices, folder)
     image = sitk.GetImageFromArray(voxels)
     _set_geometry(image, slices, folder)
@@ -396,6 +408,16 @@ def _check_alignment(planes: list[Slice], normal: np.ndarray, where) -> None:
         raise InputError(where, "slice positions are not along the slice normal (tilted or sheared stack)")
 
 
+def _check_size(slices: list[Slice], where) -> None:
+    """Refuse a series that declares more voxels than any MR volume, before decoding allocates them."""
+    from .volumes import MAX_VOXELS
+
+    ds = slices[0].dataset
+    rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+    if rows * columns * len(slices) > MAX_VOXELS:
+        raise InputError(where, f"declares {columns}x{rows}x{len(slices)} voxels, more than any MR volume")
+
+
 def _slice_spacing(slices: list[Slice]) -> float:
     """Distance between slices; for a single slice, the header's nominal spacing."""
     if len(slices) > 1:
@@ -409,8 +431,14 @@ def _set_geometry(image: sitk.Image, slices: list[Slice], where) -> None:
     orientation = _orientation(first.dataset, first.frame, where)
     normal = np.cross(orientation[:3], orientation[3:])
     row_spacing, column_spacing = _pixel_spacing(first.dataset, first.frame, where)
+    spacing = (column_spacing, row_spacing, _slice_spacing(slices))
+    if not all(np.isfinite(v) and v > 0 for v in spacing) or not np.all(np.isfinite(first.position)):
+        raise InputError(where, f"invalid voxel spacing {spacing} or position in the headers")
+    if not np.all(np.isfinite(orientation)) or abs(np.linalg.det(np.reshape(
+            np.concatenate([orientation, normal]), (3, 3)))) < 1e-3:
+        raise InputError(where, "ImageOrientationPatient is not a valid pair of directions")
     image.SetOrigin(tuple(float(v) for v in first.position))
-    image.SetSpacing((column_spacing, row_spacing, _slice_spacing(slices)))
+    image.SetSpacing(spacing)
     # SimpleITK's direction is row-major: column k is the direction of index axis k (x, y, z).
     direction = np.column_stack([orientation[:3], orientation[3:], normal])
     image.SetDirection(tuple(float(v) for v in direction.ravel()))
@@ -442,7 +470,10 @@ def _decode(ds: Dataset, where) -> np.ndarray:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InputError(where, f"cannot decode pixel data of {_name(ds)} (transfer syntax {name}): {reason}") from None
     if _has_rescale(ds):
-        array = apply_rescale(array, ds).astype(np.float32)
+        array = apply_rescale(array, ds)
+        if not np.all(np.isfinite(array)) or float(np.max(np.abs(array), initial=0.0)) > float(np.finfo(np.float32).max):
+            raise InputError(where, f"RescaleSlope/RescaleIntercept of {_name(ds)} put intensities beyond the range of 32-bit floats")
+        array = array.astype(np.float32)
     return array
 
 

@@ -6,6 +6,8 @@ file, so the command line can print one line and exit with code 2.
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +15,14 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 
-__all__ = ["MAX_VOXELS", "VOLUME_SUFFIXES", "read_volume", "check_volume"]
+__all__ = ["MAX_VOXELS", "MAX_SLICES", "VOLUME_SUFFIXES", "read_volume", "check_volume"]
 
 MAX_VOXELS = 1024**3 // 2  # 512 Mi voxels: far above any MR series, refused before allocation
+# Axial slices after reorientation: each becomes a 256x256 model slice (3 channels, float32), so
+# this bounds the model-space tensor (1024 slices: 0.8 GB), whatever the in-plane size.
+MAX_SLICES = 1024
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _header(path: Path) -> sitk.ImageFileReader:
@@ -40,6 +46,15 @@ def read_volume(path: str | Path) -> sitk.Image:
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such file or folder")
+    warnings = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's multi-line warnings; problems raise InputError
+    try:
+        return _read_volume(path)
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(warnings)
+
+
+def _read_volume(path: Path) -> sitk.Image:
     if path.is_dir():
         from .dicom import read_series
 
@@ -47,8 +62,12 @@ def read_volume(path: str | Path) -> sitk.Image:
     else:
         if path.stat().st_size == 0:
             raise InputError(path, "the file is empty (0 bytes)")
+        if path.name.lower().endswith((".nii", ".nii.gz")):
+            _check_nifti(path)  # before ITK, which zero-fills what it cannot read
         reader = _header(path)
         size = reader.GetSize()
+        if len(size) >= 2 and min(size[:2]) < 16:
+            raise InputError(path, f"a {'x'.join(map(str, size))} image is too small for brain MRI")
         if len(size) == 2 or size[2] == 1:
             raise InputError(path, f"a 2D image ({size[0]}x{size[1]}) where a 3D volume is needed")
         if len(size) == 4 and size[3] > 1:
@@ -58,13 +77,124 @@ def read_volume(path: str | Path) -> sitk.Image:
         voxels = int(np.prod([int(s) for s in size], dtype=np.float64))
         if voxels > MAX_VOXELS:
             raise InputError(path, f"declares {'x'.join(map(str, size))} voxels, more than any MR volume")
+        if len(size) == 3:
+            _check_slice_count(size, reader.GetDirection(), path)
         try:
             image = reader.Execute()
         except RuntimeError as error:
             raise InputError(path, f"cannot read the image data, the file may be truncated ({_first_line(error)})") from None
         if image.GetDimension() == 4:
             image = image[:, :, :, 0]
+        _check_float32_range(image, path)
     return check_volume(sitk.Cast(image, sitk.sitkFloat32), path)
+
+
+def _check_nifti(path: Path) -> None:
+    """What ITK's NIfTI reader lets through silently, checked from the header and one pass over the data.
+
+    niftilib zero-fills the voxels missing from a truncated file, replaces NaN and Inf by 0, and
+    reads a NIfTI-2 header it cannot use as no image at all; a 100000^3 declaration is refused here
+    from the header alone. The data are streamed in blocks, so memory stays small.
+    """
+    try:
+        header = _nifti_header(path)
+        shape = tuple(int(n) for n in header.get_data_shape())
+        dtype = header.get_data_dtype()
+        magic = bytes(header["magic"]).rstrip(b"\0")
+        pixdim = [float(v) for v in header["pixdim"][1 : 1 + min(3, len(shape))]]
+        slope, inter = _slope_inter(header)
+        offset = max(int(header["vox_offset"]), header.sizeof_hdr)
+    except Exception as error:  # nibabel raises several types for damaged headers
+        raise InputError(path, f"cannot read the NIfTI header ({_first_line(error) or type(error).__name__})") from None
+    ndim = int(header["dim"][0])
+    if not 1 <= ndim <= 7 or any(int(n) < 1 for n in header["dim"][1 : ndim + 1]):
+        raise InputError(path, f"invalid dimensions in the header (dim {list(map(int, header['dim']))})")
+    forms = [header["srow_x"], header["srow_y"], header["srow_z"]] if header["sform_code"] > 0 else []
+    if header["qform_code"] > 0:
+        forms += [header["quatern_b"], header["quatern_c"], header["quatern_d"]]
+        forms += [header["qoffset_x"], header["qoffset_y"], header["qoffset_z"]]
+    if not all(np.all(np.isfinite(np.asarray(v, dtype=np.float64))) for v in forms):
+        raise InputError(path, "the orientation (qform/sform) in the header is not finite")
+    voxels = int(np.prod(shape, dtype=np.float64)) if shape else 0
+    if voxels > MAX_VOXELS:
+        raise InputError(path, f"declares {'x'.join(map(str, shape))} voxels, more than any MR volume")
+    if not all(np.isfinite(v) and v > 0 for v in pixdim):
+        raise InputError(path, f"invalid voxel spacing in the header (pixdim {', '.join(f'{v:g}' for v in pixdim)})")
+    if magic not in (b"n+1", b"n+2") or dtype.kind not in "biuf":
+        return  # a header/image pair, or an RGB/complex type: ITK reads or refuses it
+    expected = voxels * dtype.itemsize
+    block = dtype.itemsize * (1 << 20)
+    total, peak = 0, 0.0
+    try:
+        with (gzip.open if _is_gzip(path) else open)(path, "rb") as stream:
+            skipped = 0
+            while skipped < offset and (data := stream.read(min(1 << 20, offset - skipped))):
+                skipped += len(data)
+            while skipped == offset and total < expected and (data := stream.read(min(block, expected - total))):
+                total += len(data)
+                values = np.frombuffer(data[: len(data) - len(data) % dtype.itemsize], dtype=dtype)
+                if dtype.kind == "f" and not np.all(np.isfinite(values)):
+                    raise InputError(path, "the volume contains NaN or infinite values")
+                if values.size:
+                    peak = max(peak, float(np.max(np.abs(values.astype(np.float64)))))
+    except (OSError, EOFError, zlib.error) as error:
+        raise InputError(path, f"cannot read the image data, the file may be truncated ({error})") from None
+    if total < expected:
+        raise InputError(path, f"the file is truncated: {total} of {expected} bytes of voxel data")
+    if peak * abs(slope) + abs(inter) > _FLOAT32_MAX:
+        raise InputError(path, f"intensities reach {peak * abs(slope) + abs(inter):.3g}, beyond the range of 32-bit floats")
+
+
+def _nifti_header(path: Path):
+    """The NIfTI-1 or NIfTI-2 header as written, without nibabel's fixes (which would hide the problem)."""
+    import nibabel as nib
+
+    with (gzip.open if _is_gzip(path) else open)(path, "rb") as stream:
+        raw = stream.read(540)
+    if len(raw) < 348:
+        raise ValueError(f"{len(raw)} bytes, shorter than a NIfTI header")
+    sizes = {int.from_bytes(raw[:4], "little"), int.from_bytes(raw[:4], "big")}
+    klass = nib.Nifti2Header if 540 in sizes else nib.Nifti1Header if 348 in sizes else None
+    if klass is None:
+        raise ValueError("not a NIfTI header")
+    return klass(raw[: klass.sizeof_hdr], check=False)
+
+
+def _slope_inter(header) -> tuple[float, float]:
+    """The intensity scaling of a NIfTI header (1, 0 when unset, as niftilib reads it)."""
+    slope, inter = float(header["scl_slope"]), float(header["scl_inter"])
+    if not np.isfinite(slope) or slope == 0:
+        return 1.0, 0.0
+    return slope, inter if np.isfinite(inter) else 0.0
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as stream:
+        return stream.read(2) == b"\x1f\x8b"
+
+
+def _check_slice_count(size, direction, path) -> None:
+    """Refuse a volume with more axial slices (after reorientation) than :data:`MAX_SLICES`."""
+    probe = sitk.Image([2, 3, 5], sitk.sitkUInt8)  # tells which input axis becomes the slice axis
+    try:
+        probe.SetDirection([float(v) for v in direction])
+        axis = (2, 3, 5).index(sitk.DICOMOrient(probe, "LPS").GetSize()[2])
+    except RuntimeError:
+        raise InputError(path, "the orientation matrix is singular") from None
+    if int(size[axis]) > MAX_SLICES:
+        raise InputError(path, f"has {size[axis]} axial slices, more than TumorSeg handles ({MAX_SLICES})")
+
+
+def _check_float32_range(image: sitk.Image, path) -> None:
+    """Refuse 64-bit intensities that would overflow the float32 the pipeline works in."""
+    if image.GetPixelID() not in (sitk.sitkFloat64, sitk.sitkInt64, sitk.sitkUInt64):
+        return
+    array = sitk.GetArrayViewFromImage(image)
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        raise InputError(path, "the volume contains NaN or infinite values")
+    peak = float(np.max(np.abs(array.astype(np.float64, copy=False)))) if array.size else 0.0
+    if peak > _FLOAT32_MAX:
+        raise InputError(path, f"intensities reach {peak:.3g}, beyond the range of 32-bit floats")
 
 
 def check_volume(image: sitk.Image, path) -> sitk.Image:
@@ -72,14 +202,17 @@ def check_volume(image: sitk.Image, path) -> sitk.Image:
     if image.GetDimension() != 3:
         raise InputError(path, f"a {image.GetDimension()}D image where a 3D volume is needed")
     size = image.GetSize()
-    if min(size[:2]) < 16 or size[2] < 1:
+    if min(size[:2]) < 16:
         raise InputError(path, f"a {'x'.join(map(str, size))} volume is too small for brain MRI")
+    if size[2] < 2:
+        raise InputError(path, f"a 2D image ({size[0]}x{size[1]}, one slice) where a 3D volume is needed")
     spacing = np.asarray(image.GetSpacing())
     if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
         raise InputError(path, f"invalid voxel spacing {tuple(spacing)}")
     direction = np.asarray(image.GetDirection()).reshape(3, 3)
     if not np.all(np.isfinite(direction)) or abs(np.linalg.det(direction)) < 1e-3:
         raise InputError(path, "the orientation matrix is singular")
+    _check_slice_count(size, image.GetDirection(), path)
     array = sitk.GetArrayViewFromImage(image)
     if not np.all(np.isfinite(array)):
         raise InputError(path, "the volume contains NaN or infinite values")
