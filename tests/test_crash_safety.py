@@ -31,7 +31,7 @@ SAMPLE = ROOT / "tests" / "data" / "kaggle_3m" / "TCGA_HT_7680_19970202"
 N_SLICES = 6  # the sample's first slices: each run is short, so many kills fit in the test time
 CASE_ID = "case"
 N_KILLS = 20  # at least this many kills; runs that finish first do not count
-MAX_RUNS = 45
+MAX_RUNS = 80
 BASIC = {"report.json", "segmentation.nii.gz"}
 EXTRA = BASIC | {"segmentation.seg.nrrd", "overlay.png"}
 
@@ -151,7 +151,7 @@ def test_killed_at_random_moments_leaves_old_or_new_state(server, tmp_path):
         before = state(folder)
         # a third of the kills anywhere in the run, the rest around the end, where the files are written
         delay = rng.uniform(0, full) if i % 3 == 0 else rng.uniform(0.75 * full, 1.02 * full)
-        result, _ = server(delay, out, extra)
+        result, seconds = server(delay, out, extra)
         after = state(folder)
         if result == "killed":
             if after == before:
@@ -163,6 +163,7 @@ def test_killed_at_random_moments_leaves_old_or_new_state(server, tmp_path):
             assert result == "exit 0", result
             assert_complete(folder, EXTRA if extra else BASIC)
             outcomes["finished"] += 1
+            full = min(full, seconds)  # the calibration runs include the first, slower inference
         # nothing but the case folder and hidden leftovers of killed runs in the output folder
         visible = [p.name for p in out.iterdir() if not p.name.startswith(".")]
         assert visible in ([CASE_ID], []), visible
