@@ -22,7 +22,9 @@ from .study import Study, is_kaggle_case, load_kaggle_case, load_volumes
 __all__ = ["detect_case", "read_case", "finish_case", "load_study", "build_report"]
 
 
-def load_study(kaggle_dir=None, flair=None, t1=None, t1c=None, case_id=None, progress: Progress | None = None) -> Study:
+def load_study(
+    kaggle_dir=None, flair=None, t1=None, t1c=None, case_id=None, progress: Progress | None = None, series_uids=None
+) -> Study:
     """A Study from a Kaggle folder or from scanner volumes (exactly one of the two)."""
     if (kaggle_dir is None) == (flair is None):
         raise InputError(None, "give either a Kaggle case folder or --flair")
@@ -33,7 +35,7 @@ def load_study(kaggle_dir=None, flair=None, t1=None, t1c=None, case_id=None, pro
             if not is_kaggle_case(kaggle_dir):
                 raise InputError(kaggle_dir, "not a Kaggle-layout case folder (no <case>_1.tif); use --flair for volumes")
             return load_kaggle_case(kaggle_dir, case_id)
-        return load_volumes(flair, t1, t1c, case_id, progress)
+        return load_volumes(flair, t1, t1c, case_id, progress, series_uids)
 
 
 def build_report(study: Study, prediction, mask, pipeline: TumorSegPipeline, timing: dict) -> dict:
@@ -73,9 +75,13 @@ def detect_case(
     dicom_seg: bool = False,
     overwrite: bool = False,
     progress: Progress | None = None,
+    series_uids: dict[str, str] | None = None,
 ) -> dict:
-    """Run the whole pipeline on one study and write ``out_root/<case_id>/``; returns the report."""
-    study, timing = read_case(out_root, kaggle_dir, flair, t1, t1c, case_id, dicom_seg, overwrite, progress)
+    """Run the whole pipeline on one study and write ``out_root/<case_id>/``; returns the report.
+
+    ``series_uids`` picks the series of each sequence when its path is a DICOM study folder.
+    """
+    study, timing = read_case(out_root, kaggle_dir, flair, t1, t1c, case_id, dicom_seg, overwrite, progress, series_uids)
     return finish_case(pipeline, study, timing, out_root, seg_nrrd, overlay, dicom_seg, overwrite, progress)
 
 
@@ -89,6 +95,7 @@ def read_case(
     dicom_seg: bool = False,
     overwrite: bool = False,
     progress: Progress | None = None,
+    series_uids: dict[str, str] | None = None,
 ) -> tuple[Study, dict]:
     """The first half of :func:`detect_case`: check the request and load the study (no network needed).
 
@@ -101,7 +108,7 @@ def read_case(
         raise InputError(flair or kaggle_dir, "--dicom-seg needs the FLAIR as a DICOM series folder")
     if case_id is not None:
         case_folder_ready(out_root, case_id, overwrite)  # fail before the work, not after
-    study = load_study(kaggle_dir, flair, t1, t1c, case_id, progress)
+    study = load_study(kaggle_dir, flair, t1, t1c, case_id, progress, series_uids)
     case_folder_ready(out_root, study.case_id, overwrite)
     return study, {"load_s": time.perf_counter() - started, **study.timing}
 
@@ -135,7 +142,8 @@ def finish_case(
         if overlay:
             model_masks = prediction.tumour_probability >= pipeline.mask_threshold
             write_overlay_png(study.slices, model_masks, prediction.positive, folder / "overlay.png")
-        seg_note = _write_dicom_seg(study.inputs["flair"], mask, pipeline, folder) if dicom_seg else None
+        flair_uid = (study.inputs.get("series_uids") or {}).get("flair")
+        seg_note = _write_dicom_seg(study.inputs["flair"], flair_uid, mask, pipeline, folder) if dicom_seg else None
         timing["total_s"] = timing["load_s"] + time.perf_counter() - started
         report = build_report(study, prediction, mask, pipeline, timing)
         if seg_note is not None:
@@ -145,12 +153,12 @@ def finish_case(
     return report
 
 
-def _write_dicom_seg(flair, mask: sitk.Image, pipeline: TumorSegPipeline, folder: Path) -> dict:
+def _write_dicom_seg(flair, series_uid, mask: sitk.Image, pipeline: TumorSegPipeline, folder: Path) -> dict:
     """DICOM-SEG referencing the FLAIR series' own instances (see monai_core.dicom_seg)."""
     from .dicom_seg import EmptySegmentationError, write_dicom_seg
     from .io.dicom import read_series
 
-    series = read_series(flair)
+    series = read_series(flair, series_uid)
     identity = pipeline.identity
     try:
         write_dicom_seg(

@@ -96,16 +96,22 @@ def load_volumes(
     t1c: str | Path | None = None,
     case_id: str | None = None,
     progress: Callable[[str, float, str], None] | None = None,
+    series_uids: dict[str, str] | None = None,
 ) -> Study:
-    """Scanner volumes: T1 and T1c are registered to the FLAIR; all go onto the FLAIR's model grid."""
+    """Scanner volumes: T1 and T1c are registered to the FLAIR; all go onto the FLAIR's model grid.
+
+    ``series_uids`` maps "flair", "t1", "t1c" to the SeriesInstanceUID to read when the path is a
+    DICOM study folder holding several series.
+    """
     import time
 
     progress = progress or (lambda *a: None)
     timing = {}
     start = time.perf_counter()
     progress("load", 0.0, f"reading {Path(flair).name}")
-    flair_image = read_volume(flair)
-    others = {name: read_volume(path) for name, path in (("t1", t1), ("t1c", t1c)) if path}
+    uids = series_uids or {}
+    flair_image = read_volume(flair, uids.get("flair"))
+    others = {name: read_volume(path, uids.get(name)) for name, path in (("t1", t1), ("t1c", t1c)) if path}
     timing["read_s"] = time.perf_counter() - start
 
     grid = model_grid(flair_image)
@@ -120,6 +126,8 @@ def load_volumes(
     # a missing sequence is replaced by FLAIR, as in the training data
     stack = np.stack([channels.get("t1", flair_channel), flair_channel, channels.get("t1c", flair_channel)], axis=1)
     inputs = {"flair": str(flair), "t1": str(t1) if t1 else None, "t1c": str(t1c) if t1c else None}
+    if uids:
+        inputs["series_uids"] = {name: uids.get(name) for name in ("flair", "t1", "t1c")}
     name = case_id or _case_name(Path(flair))
     return Study(name, np.ascontiguousarray(stack), inputs, flair_image, grid, timing)
 

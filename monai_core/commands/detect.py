@@ -20,6 +20,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--flair", help="FLAIR volume: NIfTI, NRRD or DICOM series folder")
     parser.add_argument("--t1", help="pre-contrast T1 (optional; replaced by FLAIR when missing)")
     parser.add_argument("--t1c", help="post-contrast T1 (optional; replaced by FLAIR when missing)")
+    parser.add_argument("--study", help="a DICOM study folder: FLAIR, T1 and T1c series are picked by description")
+    parser.add_argument("--flair-series", metavar="UID", help="with --study: the FLAIR's SeriesInstanceUID")
+    parser.add_argument("--t1-series", metavar="UID", help="with --study: the pre-contrast T1's SeriesInstanceUID")
+    parser.add_argument("--t1c-series", metavar="UID", help="with --study: the post-contrast T1's SeriesInstanceUID")
     parser.add_argument("-o", "--output", required=True, help="output folder; results go to OUTPUT/<case_id>/")
     parser.add_argument("--case-id", help="name of the case folder (default: from the input name)")
     parser.add_argument("--seg-nrrd", action="store_true", help="also write segmentation.seg.nrrd for 3D Slicer")
@@ -39,9 +43,14 @@ def run(args) -> int:
     from ..pipeline import DEFAULT_BUNDLE, TumorSegPipeline
     from ..progress import reporter
 
-    if (args.case_dir is None) == (args.flair is None):
-        raise InputError(None, "give either a Kaggle case folder or --flair (not both)")
-    _check_paths(args.output, args.case_dir, args.flair, args.t1, args.t1c)  # before the slow model load
+    if sum(x is not None for x in (args.case_dir, args.flair, args.study)) != 1:
+        raise InputError(None, "give exactly one of: a Kaggle case folder, --flair, or --study")
+    if args.study is not None and (args.t1 or args.t1c):
+        raise InputError(None, "with --study, choose series with --t1-series/--t1c-series, not --t1/--t1c")
+    _check_paths(args.output, args.case_dir, args.flair, args.t1, args.t1c, args.study)  # before the slow model load
+    series_uids = None
+    if args.study is not None:
+        args.flair, args.t1, args.t1c, series_uids = _study_series(args)
     if args.case_id is not None:
         case_folder_ready(args.output, args.case_id, args.overwrite)
     progress = reporter(args.progress)
@@ -60,6 +69,7 @@ def run(args) -> int:
         dicom_seg=args.dicom_seg,
         overwrite=args.overwrite,
         progress=progress,
+        series_uids=series_uids,
     )
     volume = report["tumor_volume_ml"]
     flagged = sum(s["positive"] for s in report["slices"])
@@ -89,3 +99,14 @@ def _check_paths(out_root, *inputs) -> None:
         raise InputError(out_root, "the output folder is not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise InputError(out_root, "cannot write the output folder (read-only or permission denied)")
+
+
+def _study_series(args):
+    """FLAIR, T1 and T1c of a DICOM study folder: (flair, t1, t1c, series_uids) for detect_case."""
+    from ..io.dicom import select_series
+
+    chosen = select_series(args.study, flair=args.flair_series, t1=args.t1_series, t1c=args.t1c_series)
+    for role, info in chosen.items():
+        print(f"tumorseg: {role}: " + (info.summary() if info else "not found, replaced by FLAIR"), file=sys.stderr)
+    uids = {role: info.series_uid for role, info in chosen.items() if info is not None}
+    return args.study, args.study if "t1" in uids else None, args.study if "t1c" in uids else None, uids

@@ -41,24 +41,27 @@ def _first_line(error: Exception) -> str:
     return (detail or text or ["unknown error"])[-1].split("Description:")[-1].strip()[:200]
 
 
-def read_volume(path: str | Path) -> sitk.Image:
-    """A checked 3D float32 volume from a NIfTI/NRRD file or a DICOM series folder."""
+def read_volume(path: str | Path, series_uid: str | None = None) -> sitk.Image:
+    """A checked 3D float32 volume from a NIfTI/NRRD file or a DICOM series folder.
+
+    ``series_uid`` picks one series of a folder that holds several (a whole DICOM study).
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such file or folder")
     warnings = sitk.ProcessObject.GetGlobalWarningDisplay()
     sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's multi-line warnings; problems raise InputError
     try:
-        return _read_volume(path)
+        return _read_volume(path, series_uid)
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(warnings)
 
 
-def _read_volume(path: Path) -> sitk.Image:
+def _read_volume(path: Path, series_uid: str | None = None) -> sitk.Image:
     if path.is_dir():
         from .dicom import read_series
 
-        image = read_series(path).image
+        image = read_series(path, series_uid).image
     else:
         if path.stat().st_size == 0:
             raise InputError(path, "the file is empty (0 bytes)")
