@@ -9,8 +9,6 @@ the same order in which :func:`monai_core.io.dicom.read_series` builds the image
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from pydicom.sr.codedict import codes
 from . import __version__
 from .errors import InputError
 from .io.dicom import sorted_slices
+from .outputs import write_atomic
 
 __all__ = [
     "EmptySegmentationError",
@@ -180,38 +179,7 @@ def _segmentation(source_images, pixel_array, algorithm_name, algorithm_version)
 
 def _save_atomically(seg, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
-        with os.fdopen(handle, "wb") as stream:
-            seg.save_as(stream, enforce_file_format=True)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    _fsync_folder(path.parent)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    write_atomic(path, lambda stream: seg.save_as(stream, enforce_file_format=True))
 
 
 def mask_from_dicom_seg(path, source_datasets) -> np.ndarray:

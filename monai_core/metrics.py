@@ -41,7 +41,8 @@ def per_patient_dice(counts: dict[str, list[int]]) -> dict[str, float]:
 class PatientDice(Metric):
     """Ignite metric: mean per-patient Dice over a validation run.
 
-    ``output_transform`` must give ``(logits, label)`` where ``label`` is a MetaTensor whose
+    ``output_transform`` must give a batch ``(logits, label)`` (an evaluator with ``decollate=False``),
+    where ``label`` is a MetaTensor whose
     ``filename_or_obj`` metadata names the slice file; the patient is the file's folder.
 
     Args:
@@ -57,8 +58,6 @@ class PatientDice(Metric):
 
     def update(self, output) -> None:
         logits, label = output
-        if isinstance(logits, (list, tuple)):  # decollated batch
-            logits, label = torch.stack(list(logits)), _stack_meta(label)
         names = label.meta["filename_or_obj"]
         names = [names] if isinstance(names, str) else names
         pred = (torch.sigmoid(logits.float()) >= self.threshold).flatten(1)
@@ -73,8 +72,3 @@ class PatientDice(Metric):
         scores = per_patient_dice(self._counts)
         return float(np.mean(list(scores.values()))) if scores else 0.0
 
-
-def _stack_meta(labels):
-    from monai.data import list_data_collate
-
-    return list_data_collate(list(labels))

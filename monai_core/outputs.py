@@ -22,7 +22,7 @@ import SimpleITK as sitk
 
 from .errors import InputError
 
-__all__ = ["case_folder_ready", "CaseWriter", "write_json_atomic"]
+__all__ = ["case_folder_ready", "CaseWriter", "write_atomic", "write_json_atomic"]
 
 TUMOR_SEGMENT = {
     "id": "Tumor",
@@ -49,13 +49,16 @@ def case_folder_ready(out_root: str | Path, case_id: str, overwrite: bool) -> Pa
     return final
 
 
-def write_json_atomic(path: Path, content) -> None:
-    """Write JSON to a temporary name in the same folder, fsync, then rename over ``path``."""
+def write_atomic(path: Path, write) -> None:
+    """Call ``write(binary_stream)`` on a temporary file beside ``path``, fsync it, rename it over ``path``.
+
+    A reader sees the old file or the complete new one, never a partial file, whenever the
+    process dies; the folder is fsynced too so that the rename itself survives a power cut.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as stream:
-            json.dump(content, stream, indent=2)
-            stream.write("\n")
+        with os.fdopen(fd, "wb") as stream:
+            write(stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes it private; results are ordinary files
@@ -63,6 +66,15 @@ def write_json_atomic(path: Path, content) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    try:
+        _fsync(path.parent)
+    except OSError:  # folders cannot be opened for fsync on some platforms
+        pass
+
+
+def write_json_atomic(path: Path, content) -> None:
+    """Write JSON atomically (see :func:`write_atomic`)."""
+    write_atomic(path, lambda stream: stream.write((json.dumps(content, indent=2) + "\n").encode()))
 
 
 class CaseWriter:

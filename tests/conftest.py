@@ -25,6 +25,21 @@ def pipeline():
     return TumorSegPipeline(BUNDLE)
 
 
+def save_enhanced_mr(series_dir: Path, folder: Path) -> Path:
+    """The series as one Legacy Converted Enhanced MR file (highdicom): frame geometry in functional groups."""
+    import highdicom as hd
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    enhanced = hd.legacy.LegacyConvertedEnhancedMRImage(
+        legacy_datasets=[pydicom.dcmread(p) for p in sorted(series_dir.glob("*.dcm"))],
+        series_instance_uid=generate_uid(), series_number=100, sop_instance_uid=generate_uid(), instance_number=1,
+    )
+    folder.mkdir()
+    enhanced.save_as(folder / "enhanced.dcm")
+    return folder
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ``python -m monai_core ...`` in a fresh process, as a user would."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import KAGGLE, RAW, ROOT, SAMPLE_PATIENTS, run_cli
+from conftest import KAGGLE, RAW, ROOT, run_cli
 from monai_core.batch import find_cases
 from monai_core.batch.summary import FIELDS
 from monai_core.detect import detect_case

@@ -10,7 +10,6 @@ import io
 import shutil
 from pathlib import Path
 
-import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
@@ -26,6 +25,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from conftest import save_enhanced_mr
 from monai_core.errors import InputError
 from monai_core.io.dicom import list_series, read_series, select_series, series_role
 
@@ -241,13 +241,7 @@ def test_de_identified_files_without_patient_tags(tmp_path, sample):
 def test_enhanced_multiframe_mr(tmp_path, sample):
     # highdicom converts the single-frame series into one Legacy Converted Enhanced MR file,
     # whose frame geometry sits in the functional groups.
-    enhanced = hd.legacy.LegacyConvertedEnhancedMRImage(
-        legacy_datasets=[pydicom.dcmread(p) for p in sorted(SAMPLE.glob("*.dcm"))],
-        series_instance_uid=generate_uid(), series_number=100, sop_instance_uid=generate_uid(), instance_number=1,
-    )
-    (tmp_path / "series").mkdir()
-    enhanced.save_as(tmp_path / "series" / "enhanced.dcm")
-    series = read_series(tmp_path / "series")
+    series = read_series(save_enhanced_mr(SAMPLE, tmp_path / "series"))
     assert len(series.datasets) == 1 and sorted(series.frames) == list(range(N_SLICES))
     np.testing.assert_array_equal(sitk.GetArrayFromImage(series.image), sitk.GetArrayFromImage(sample.image))
     np.testing.assert_allclose(series.image.GetOrigin(), sample.image.GetOrigin(), atol=1e-6)

@@ -18,9 +18,9 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from pydicom.uid import generate_uid
 
 import monai_core
+from conftest import save_enhanced_mr
 from monai_core.cli import main
 from monai_core.dicom_seg import (
     EmptySegmentationError,
@@ -176,13 +176,7 @@ def test_existing_file_needs_overwrite(series, mask, tmp_path):
 
 @no_person_name_warning
 def test_seg_of_an_enhanced_multiframe_source(series, mask, tmp_path):
-    enhanced = hd.legacy.LegacyConvertedEnhancedMRImage(
-        legacy_datasets=[pydicom.dcmread(p) for p in sorted(SAMPLE.glob("*.dcm"))],
-        series_instance_uid=generate_uid(), series_number=100, sop_instance_uid=generate_uid(), instance_number=1,
-    )
-    (tmp_path / "source").mkdir()
-    enhanced.save_as(tmp_path / "source" / "enhanced.dcm")
-    multiframe = read_series(tmp_path / "source")
+    multiframe = read_series(save_enhanced_mr(SAMPLE, tmp_path / "source"))
     path = tmp_path / "segmentation.dcm"
     write_dicom_seg(mask, multiframe.datasets, path, "TumorSeg", "1")
     np.testing.assert_array_equal(mask_from_dicom_seg(path, multiframe.datasets), mask)

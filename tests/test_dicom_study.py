@@ -1,7 +1,6 @@
 """``tumorseg detect --study``: series picked from a DICOM study by description, and DICOM-SEG out."""
 
 import json
-import shutil
 
 import pydicom
 import pytest

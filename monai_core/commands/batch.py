@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from . import add_output_options
 
 __all__ = ["add_parser", "run"]
 
@@ -36,11 +37,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--threads-per-worker", type=int, metavar="N",
         help="torch threads of each worker (default: this machine's cores divided among the workers)",
     )
-    parser.add_argument("--seg-nrrd", action="store_true", help="also write segmentation.seg.nrrd for 3D Slicer")
-    parser.add_argument("--dicom-seg", action="store_true", help="also write segmentation.dcm for the DICOM cases")
-    parser.add_argument("--overlay", action="store_true", help="also write overlay.png of the flagged slices")
+    add_output_options(parser, "also write segmentation.dcm for the DICOM cases")
     parser.add_argument("--progress", choices=["bar", "json", "none"], default="bar", help="progress on stderr")
-    parser.add_argument("--bundle", type=Path, help="bundle folder (default: the bundle shipped with TumorSeg)")
     parser.set_defaults(run=run)
     return parser
 

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from . import add_output_options
+
 __all__ = ["add_parser", "run"]
 
 
@@ -26,12 +28,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--t1c-series", metavar="UID", help="with --study: the post-contrast T1's SeriesInstanceUID")
     parser.add_argument("-o", "--output", required=True, help="output folder; results go to OUTPUT/<case_id>/")
     parser.add_argument("--case-id", help="name of the case folder (default: from the input name)")
-    parser.add_argument("--seg-nrrd", action="store_true", help="also write segmentation.seg.nrrd for 3D Slicer")
-    parser.add_argument("--dicom-seg", action="store_true", help="also write segmentation.dcm (DICOM input only)")
-    parser.add_argument("--overlay", action="store_true", help="also write overlay.png of the flagged slices")
+    add_output_options(parser, "also write segmentation.dcm (DICOM input only)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing case folder")
     parser.add_argument("--progress", choices=["text", "json", "none"], default="text", help="progress on stderr")
-    parser.add_argument("--bundle", type=Path, help="bundle folder (default: the bundle shipped with TumorSeg)")
     parser.set_defaults(run=run)
     return parser
 
