@@ -11,6 +11,8 @@ import torch
 from monai.data import MetaTensor
 from monai.inferers import Inferer
 
+from .autocast import cpu_autocast_forward
+
 __all__ = ["CPUAutocastInferer"]
 
 
@@ -30,8 +32,4 @@ class CPUAutocastInferer(Inferer):
     def __call__(self, inputs: torch.Tensor, network, *args, **kwargs) -> torch.Tensor:
         if isinstance(inputs, MetaTensor):  # metadata tracking costs Python time on every op
             inputs = inputs.as_tensor()
-        if self.channels_last and inputs.ndim == 4:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.enabled):
-            outputs = network(inputs, *args, **kwargs)
-        return outputs.float()
+        return cpu_autocast_forward(network, inputs, *args, enabled=self.enabled, channels_last=self.channels_last, **kwargs)

@@ -2,6 +2,8 @@
 
 No ``eval``/``exec``, no ``pickle``/``marshal``/``shelve`` loading, no ``torch.load`` without
 ``weights_only=True``, no ``numpy.load(allow_pickle=True)`` and no ``yaml.load`` without a safe loader.
+``torch.jit.load`` (TorchScript carries code) is allowed in one place only: the loader in
+``weights.py`` that first checks the file against the bundle's recorded sha256.
 The scan works on the syntax tree, so comments and strings do not count, and it is itself tested on
 snippets that must be flagged.
 """
@@ -57,6 +59,8 @@ def unsafe_calls(source: str, filename: str = "<snippet>") -> list[str]:
             value = _keyword(node, "allow_pickle")
             if value is not None and not (isinstance(value, ast.Constant) and value.value is False):
                 found.append(where + " with allow_pickle")
+        elif name.endswith("jit.load"):
+            found.append(where + " (TorchScript carries code)")
         elif name == "yaml.load" or name == "yaml.load_all":
             loader = _keyword(node, "Loader")
             if loader is None or "Safe" not in _name(loader):
@@ -79,6 +83,7 @@ def unsafe_calls(source: str, filename: str = "<snippet>") -> list[str]:
         "np.load(path, allow_pickle=True)",
         "yaml.load(text)",
         "marshal.loads(blob)",
+        "torch.jit.load(path)",
     ],
 )
 def test_the_scan_flags_unsafe_code(snippet):
@@ -97,7 +102,9 @@ def test_monai_core_never_runs_code_from_files():
     files = sorted(PACKAGE.rglob("*.py"))
     assert len(files) > 10
     found = [hit for path in files for hit in unsafe_calls(path.read_text(), str(path.relative_to(PACKAGE.parent)))]
-    assert found == [], "\n".join(found)
+    checksum_gated = [hit for hit in found if hit.startswith("monai_core/weights.py:") and "jit.load" in hit]
+    assert len(checksum_gated) == 1, found
+    assert [hit for hit in found if hit not in checksum_gated] == [], "\n".join(found)
 
 
 def test_the_weights_loader_uses_weights_only():

@@ -2,7 +2,8 @@
 
 A tampered bundle file is refused with a clear message, a pickle payload is never executed (not
 even when its checksum is recorded, nor when the user names it as their own weights), and the
-user's explicit own weights are loaded without a checksum.
+user's explicit own weights are loaded without a checksum. The TorchScript classifier export,
+which carries code, is loaded only when its own checksum matches.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ from conftest import BUNDLE
 from monai_core.cli import main
 from monai_core.errors import InputError
 from monai_core.pipeline import TumorSegPipeline
-from monai_core.weights import load_state_dict, sha256
+from monai_core.weights import load_bundle_torchscript, load_state_dict, sha256
 
 
 @pytest.fixture
 def bundle_copy(tmp_path) -> Path:
     """A private copy of the shipped bundle that a test may damage."""
     copy = tmp_path / "bundle"
-    shutil.copytree(BUNDLE, copy, ignore=shutil.ignore_patterns("*.ts", "eval", "runs"))
+    shutil.copytree(BUNDLE, copy, ignore=shutil.ignore_patterns("model.ts", "eval", "runs"))
     return copy
 
 
@@ -61,13 +62,34 @@ def test_a_tampered_weights_file_is_refused(bundle_copy, tmp_path, capsys):
     assert not out.exists()
 
 
-def test_weights_without_a_recorded_checksum_are_refused(bundle_copy):
+@pytest.mark.parametrize("name", ["models/model.pt", "models/model_classifier.ts"])
+def test_weights_without_a_recorded_checksum_are_refused(bundle_copy, name):
     metadata = bundle_copy / "configs" / "metadata.json"
     content = json.loads(metadata.read_text())
-    del content["weights_sha256"]["models/model_classifier.pt"]
+    del content["weights_sha256"][name]
     metadata.write_text(json.dumps(content))
     with pytest.raises(InputError, match="no sha256 recorded"):
         TumorSegPipeline(bundle_copy)
+
+
+def test_a_tampered_torchscript_classifier_is_refused_before_loading(bundle_copy, monkeypatch):
+    export = bundle_copy / "models" / "model_classifier.ts"
+    data = bytearray(export.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    export.write_bytes(bytes(data))
+    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: pytest.fail("torch.jit.load ran on an unverified file"))
+    with pytest.raises(InputError, match="checksum mismatch.*refusing to run"):
+        TumorSegPipeline(bundle_copy)
+    with pytest.raises(InputError, match="no sha256 recorded"):
+        load_bundle_torchscript(export, None)
+
+
+def test_the_torchscript_classifier_holds_the_shipped_state_dict():
+    """The inference path runs model_classifier.ts; it must be exactly model_classifier.pt."""
+    shipped = torch.load(BUNDLE / "models" / "model_classifier.pt", map_location="cpu", weights_only=True)
+    scripted = TumorSegPipeline(BUNDLE).classifier.state_dict()
+    assert shipped.keys() == scripted.keys()
+    assert all(torch.equal(shipped[k], scripted[k]) for k in shipped)
 
 
 def test_a_pickle_payload_is_never_executed(bundle_copy, tmp_path):
@@ -103,3 +125,14 @@ def test_the_users_own_weights_are_allowed(tmp_path):
     assert pipeline.identity["sha256"]["models/model.pt"] == sha256(own)
     loaded = pipeline.segmenter.state_dict()[name]
     assert torch.allclose(loaded, state[name])
+
+
+def test_the_users_own_classifier_weights_go_into_the_shipped_architecture(tmp_path):
+    state = torch.load(BUNDLE / "models" / "model_classifier.pt", map_location="cpu", weights_only=True)
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name] = state[name] + 0.001
+    own = tmp_path / "classifier.pt"
+    torch.save(state, own)
+    pipeline = TumorSegPipeline(BUNDLE, classifier_weights=own)
+    assert pipeline.identity["sha256"]["models/model_classifier.ts"] == sha256(own)
+    assert torch.allclose(pipeline.classifier.state_dict()[name], state[name])

@@ -15,9 +15,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..dicom_seg import bundle_identity, write_dicom_seg
 from ..errors import InputError
-from ..io.dicom import read_series
 
 __all__ = ["add_parser", "run", "check_same_grid"]
 
@@ -46,6 +44,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    from ..dicom_seg import bundle_identity, write_dicom_seg  # highdicom: imported only when exporting
+    from ..io.dicom import read_series
+
     if args.output.exists() and not args.overwrite:
         raise InputError(args.output, "already exists (use --overwrite to replace it)")
     series = read_series(args.source, args.series_uid)
