@@ -56,7 +56,11 @@ def build_report(study: Study, prediction, mask, pipeline: TumorSegPipeline, tim
             }
             for k, (p, positive) in enumerate(zip(prediction.slice_probability, prediction.positive))
         ],
-        "thresholds": {"classifier": pipeline.classifier_threshold, "mask": pipeline.mask_threshold},
+        "thresholds": {
+            "classifier": pipeline.classifier_threshold,
+            "mask": pipeline.mask_threshold,
+            "min_component_fraction": pipeline.min_component_fraction,
+        },
         "bundle": pipeline.identity,
         "timing_s": {k: round(v, 3) for k, v in timing.items()},
     }

@@ -20,6 +20,7 @@ from PIL import Image
 from .data.lgg import find_slices
 from .metrics import dice, summarise
 from .pipeline import TumorSegPipeline
+from .postprocess import keep_main_components
 from .study import load_kaggle_case
 
 __all__ = ["PatientPrediction", "predict_patients", "pipeline_metrics", "choose_thresholds", "write_plots"]
@@ -35,9 +36,9 @@ class PatientPrediction:
     slice_probability: np.ndarray  # (N,)
     tumour_probability: np.ndarray  # (N, 256, 256), segmenter on every slice
 
-    def mask(self, classifier_threshold: float, mask_threshold: float) -> np.ndarray:
+    def mask(self, classifier_threshold: float, mask_threshold: float, min_component_fraction: float = 0.0) -> np.ndarray:
         gate = (self.slice_probability >= classifier_threshold)[:, None, None]
-        return (self.tumour_probability >= mask_threshold) & gate
+        return keep_main_components((self.tumour_probability >= mask_threshold) & gate, min_component_fraction)
 
 
 def _truth(case_dir: Path) -> np.ndarray:
@@ -61,9 +62,13 @@ def predict_patients(
     return out
 
 
-def pipeline_metrics(predictions: list[PatientPrediction], classifier_threshold: float, mask_threshold: float) -> dict:
-    """Per-patient Dice of the gated pipeline, and slice detection metrics at the threshold."""
-    per_patient = {p.patient: dice(p.mask(classifier_threshold, mask_threshold), p.truth) for p in predictions}
+def pipeline_metrics(
+    predictions: list[PatientPrediction], classifier_threshold: float, mask_threshold: float, min_component_fraction: float = 0.0
+) -> dict:
+    """Per-patient Dice of the gated, cleaned-up pipeline, and slice detection metrics at the threshold."""
+    per_patient = {
+        p.patient: dice(p.mask(classifier_threshold, mask_threshold, min_component_fraction), p.truth) for p in predictions
+    }
     scores = np.concatenate([p.slice_probability for p in predictions])
     labels = np.concatenate([p.truth.reshape(len(p.truth), -1).any(1) for p in predictions]).astype(int)
     predicted = scores >= classifier_threshold
@@ -80,6 +85,7 @@ def pipeline_metrics(predictions: list[PatientPrediction], classifier_threshold:
         "slice_auc": auc,
         "classifier_threshold": classifier_threshold,
         "mask_threshold": mask_threshold,
+        "min_component_fraction": min_component_fraction,
         "sensitivity": tp / max(1, tp + fn),
         "specificity": tn / max(1, tn + fp),
         "confusion_matrix": {"tp": tp, "fn": fn, "fp": fp, "tn": tn},
@@ -90,16 +96,19 @@ def choose_thresholds(
     predictions: list[PatientPrediction],
     classifier_grid: Iterable[float] = np.round(np.arange(0.05, 0.96, 0.05), 2),
     mask_grid: Iterable[float] = (0.3, 0.4, 0.5, 0.6, 0.7),
+    fraction_grid: Iterable[float] = (0.0, 0.1, 0.25, 0.5, 1.0),
     min_sensitivity: float = 0.95,
 ) -> dict:
-    """Thresholds with the best mean per-patient Dice among those keeping slice sensitivity >= min_sensitivity."""
+    """Thresholds and clean-up fraction with the best mean per-patient Dice among those keeping
+    slice sensitivity >= min_sensitivity."""
     best = None
     for tc in classifier_grid:
         for tm in mask_grid:
-            m = pipeline_metrics(predictions, float(tc), float(tm))
-            key = (m["sensitivity"] >= min_sensitivity, m["dice"]["mean"])
-            if best is None or key > best[0]:
-                best = (key, m)
+            for fraction in fraction_grid:
+                m = pipeline_metrics(predictions, float(tc), float(tm), float(fraction))
+                key = (m["sensitivity"] >= min_sensitivity, m["dice"]["mean"])
+                if best is None or key > best[0]:
+                    best = (key, m)
     return best[1]
 
 
@@ -159,7 +168,7 @@ def write_plots(predictions: list[PatientPrediction], metrics: dict, out_dir: Pa
     by_patient = {p.patient: p for p in predictions}
     for tag, patient in (("best", order[-1]), ("worst", order[0])):
         p = by_patient[patient]
-        mask = p.mask(metrics["classifier_threshold"], metrics["mask_threshold"])
+        mask = p.mask(metrics["classifier_threshold"], metrics["mask_threshold"], metrics["min_component_fraction"])
         rows = np.flatnonzero(p.truth.any((1, 2)) | mask.any((1, 2)))[:12]
         if len(rows) == 0:
             continue
@@ -208,7 +217,9 @@ def evaluate(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     predictions = predict_patients(pipeline, dataset_dir, patients, progress)
-    metrics = pipeline_metrics(predictions, pipeline.classifier_threshold, pipeline.mask_threshold)
+    metrics = pipeline_metrics(
+        predictions, pipeline.classifier_threshold, pipeline.mask_threshold, pipeline.min_component_fraction
+    )
     metrics["bundle"] = pipeline.identity
     curves = {name: training_curves(path) for name, path in (training_logs or {}).items() if Path(path).is_file()}
     metrics["plots"] = write_plots(predictions, metrics, out_dir, curves)
