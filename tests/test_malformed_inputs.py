@@ -247,7 +247,8 @@ def test_huge_declarations_are_refused_before_allocation(name):
     done = subprocess.run([sys.executable, "-c", script, case.args[1]], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     seconds, message = done.stdout.split(" ", 1)
-    assert case.problem in message and float(seconds) < 2.0, done.stdout
+    # generous: it only guards against reading the declared gigabytes, and CI machines may be busy
+    assert case.problem in message and float(seconds) < 20.0, done.stdout
 
 
 def test_read_volume_raises_input_error_only():
