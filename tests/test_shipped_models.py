@@ -15,15 +15,22 @@ DICE_FLOOR = 0.70  # per-patient Dice on a development sample patient; an untrai
 PATIENT = "TCGA_FG_6692_20020606"
 
 
+def _metrics(run: TumorSegPipeline, shipped: TumorSegPipeline) -> dict:
+    """Metrics of ``run`` on the sample patient at the shipped thresholds and clean-up."""
+    thresholds = (shipped.classifier_threshold, shipped.mask_threshold, shipped.min_component_fraction)
+    return pipeline_metrics(predict_patients(run, KAGGLE, [PATIENT]), *thresholds)
+
+
 def test_weights_match_their_recorded_checksums():
     recorded = json.loads((BUNDLE / "configs" / "metadata.json").read_text())["weights_sha256"]
-    assert set(recorded) == {"models/model.pt", "models/model_classifier.pt"}
+    shipped = {f"models/{p.name}" for p in (BUNDLE / "models").iterdir() if p.suffix in {".pt", ".ts"}}
+    assert set(recorded) == shipped and "models/model_classifier.ts" in shipped  # the .ts runs at inference
     for name, digest in recorded.items():
         assert sha256(BUNDLE / name) == digest, name
 
 
 def test_shipped_pipeline_segments_a_sample_patient(pipeline):
-    metrics = pipeline_metrics(predict_patients(pipeline, KAGGLE, [PATIENT]), pipeline.classifier_threshold, pipeline.mask_threshold)
+    metrics = _metrics(pipeline, pipeline)
     assert metrics["dice"]["mean"] >= DICE_FLOOR
     assert metrics["sensitivity"] >= 0.8  # the shipped threshold favours sensitivity (bundle/docs/README.md)
 
@@ -37,8 +44,7 @@ def test_an_untrained_pipeline_stays_below_the_floor(tmp_path, pipeline):
     for name, key in (("model.pt", "network_def"), ("model_classifier.pt", "classifier_def")):
         torch.save(parser.get_parsed_content(key).state_dict(), tmp_path / name)
     untrained = TumorSegPipeline(BUNDLE, segmenter_weights=tmp_path / "model.pt", classifier_weights=tmp_path / "model_classifier.pt")
-    metrics = pipeline_metrics(predict_patients(untrained, KAGGLE, [PATIENT]), pipeline.classifier_threshold, pipeline.mask_threshold)
-    assert metrics["dice"]["mean"] < DICE_FLOOR
+    assert _metrics(untrained, pipeline)["dice"]["mean"] < DICE_FLOOR
 
 
 def test_tampered_weights_are_refused(tmp_path):
@@ -47,7 +53,7 @@ def test_tampered_weights_are_refused(tmp_path):
 
     shutil.copytree(BUNDLE / "configs", copy / "configs")
     (copy / "models").mkdir()
-    for name in ("model.pt", "model_classifier.pt"):
+    for name in ("model.pt", "model_classifier.pt", "model_classifier.ts"):
         shutil.copy(BUNDLE / "models" / name, copy / "models" / name)
     with open(copy / "models" / "model.pt", "ab") as stream:
         stream.write(b"\0")
