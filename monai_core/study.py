@@ -16,7 +16,7 @@ from PIL import Image
 
 from .data.lgg import find_slices
 from .errors import InputError
-from .io.volumes import read_volume
+from .io.volumes import read_volume, series_identity
 from .preprocess import (
     MODEL_SIZE,
     TRAINING_ORIENTATION,
@@ -128,6 +128,9 @@ def load_volumes(
     inputs = {"flair": str(flair), "t1": str(t1) if t1 else None, "t1c": str(t1c) if t1c else None}
     if uids:
         inputs["series_uids"] = {name: uids.get(name) for name in ("flair", "t1", "t1c")}
+    identity = series_identity(flair_image)
+    if identity:
+        inputs["dicom"] = identity  # the FLAIR's patient and study: DICOM-SEG and PACS need them
     name = case_id or _case_name(Path(flair))
     return Study(name, np.ascontiguousarray(stack), inputs, flair_image, grid, timing)
 

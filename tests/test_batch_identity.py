@@ -37,11 +37,13 @@ def test_concurrent_cases_keep_their_own_patient_and_study(tmp_path):
     for case, ids in expected.items():
         report = json.loads((out / case / "report.json").read_text())
         assert report["case_id"] == case and f"/{case}/" in report["inputs"]["flair"]
+        source = report["inputs"]["dicom"]  # the report names its own patient, study and series
+        assert {k: source[k] for k in ids} == ids
         text = (out / case / "report.json").read_text()
-        assert not any(other["PatientID"] in text for name, other in expected.items() if name != case)
-        if report["dicom_seg"]["written"]:
-            seg = pydicom.dcmread(out / case / "segmentation.dcm")
-            assert (seg.PatientID, seg.StudyInstanceUID) == (ids["PatientID"], ids["StudyInstanceUID"])
-            assert {r.SeriesInstanceUID for r in seg.ReferencedSeriesSequence} == {ids["SeriesInstanceUID"]}
+        assert not any(other[k] in text for name, other in expected.items() if name != case for k in ids)
+        assert report["dicom_seg"]["written"], report["dicom_seg"]  # the sample's lesion is found in every copy
+        seg = pydicom.dcmread(out / case / "segmentation.dcm")
+        assert (seg.PatientID, seg.StudyInstanceUID) == (ids["PatientID"], ids["StudyInstanceUID"])
+        assert {r.SeriesInstanceUID for r in seg.ReferencedSeriesSequence} == {ids["SeriesInstanceUID"]}
         for name in result.stderr.split():
             assert "Patient^" not in name

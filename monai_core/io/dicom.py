@@ -24,6 +24,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_rescale
 
 from ..errors import InputError
+from .volumes import IDENTITY_TAGS
 
 __all__ = [
     "SeriesInfo",
@@ -231,6 +232,7 @@ def _listing(series: list[SeriesInfo], limit: int = 20) -> str:
 # --------------------------------------------------------------------------- reading a series
 
 
+
 def read_series(folder, series_uid: str | None = None) -> DicomSeries:
     """Read one MR series from ``folder`` into a SimpleITK image and its sorted source datasets.
 
@@ -260,6 +262,8 @@ def _read_series(folder: Path, series_uid: str | None) -> DicomSeries:
     image = sitk.GetImageFromArray(voxels)
     _set_geometry(image, slices, folder)
     multi_frame = any(s.frame is not None for s in slices)
+    for tag, keyword in IDENTITY_TAGS.items():  # so that the report names the patient and study it belongs to
+        image.SetMetaData(tag, str(getattr(slices[0].dataset, keyword, "") or ""))
     return DicomSeries(
         image=image,
         datasets=datasets if multi_frame else [s.dataset for s in slices],

@@ -15,7 +15,7 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 
-__all__ = ["MAX_VOXELS", "MAX_SLICES", "VOLUME_SUFFIXES", "read_volume", "check_volume"]
+__all__ = ["MAX_VOXELS", "MAX_SLICES", "VOLUME_SUFFIXES", "IDENTITY_TAGS", "read_volume", "check_volume", "series_identity"]
 
 MAX_VOXELS = 1024**3 // 2  # 512 Mi voxels: far above any MR series, refused before allocation
 # Axial slices after reorientation: each becomes a 256x256 model slice (3 channels, float32), so
@@ -39,6 +39,22 @@ def _first_line(error: Exception) -> str:
     text = str(error).strip().splitlines()
     detail = [t for t in text if "Description:" in t or "ERROR" in t]
     return (detail or text or ["unknown error"])[-1].split("Description:")[-1].strip()[:200]
+
+
+# DICOM tags copied onto the SimpleITK image of a series (as "gggg|eeee" metadata), and their report keys
+IDENTITY_TAGS = {
+    "0010|0020": "PatientID",
+    "0020|000d": "StudyInstanceUID",
+    "0020|000e": "SeriesInstanceUID",
+    "0008|0020": "StudyDate",
+}
+
+
+def series_identity(image: sitk.Image) -> dict[str, str] | None:
+    """PatientID, StudyInstanceUID, SeriesInstanceUID and StudyDate of an image read by :func:`read_series`."""
+    if not image.HasMetaDataKey("0020|000e"):
+        return None
+    return {keyword: image.GetMetaData(tag) for tag, keyword in IDENTITY_TAGS.items()}
 
 
 def read_volume(path: str | Path, series_uid: str | None = None) -> sitk.Image:
@@ -89,7 +105,11 @@ def _read_volume(path: Path, series_uid: str | None = None) -> sitk.Image:
         if image.GetDimension() == 4:
             image = image[:, :, :, 0]
         _check_float32_range(image, path)
-    return check_volume(sitk.Cast(image, sitk.sitkFloat32), path)
+    volume = check_volume(sitk.Cast(image, sitk.sitkFloat32), path)
+    for tag in IDENTITY_TAGS:  # the cast keeps no metadata; a DICOM series carries its identifiers on
+        if image.HasMetaDataKey(tag):
+            volume.SetMetaData(tag, image.GetMetaData(tag))
+    return volume
 
 
 def _check_nifti(path: Path) -> None:
