@@ -19,7 +19,7 @@ from .pipeline import TumorSegPipeline
 from .progress import Progress
 from .study import Study, is_kaggle_case, load_kaggle_case, load_volumes
 
-__all__ = ["detect_case", "read_case", "finish_case", "load_study", "build_report"]
+__all__ = ["detect_case", "read_case", "finish_case", "load_study", "build_report", "slices_summary"]
 
 
 def load_study(
@@ -38,6 +38,16 @@ def load_study(
         return load_volumes(flair, t1, t1c, case_id, progress, series_uids)
 
 
+def slices_summary(report: dict) -> str:
+    """"tumour on 6 of 26 slices; 12 checked by the segmenter": the words every front end uses.
+
+    ``positive`` slices are those the classifier passed to the segmenter (probability >= its
+    threshold, kept low so that no lesion slice is lost); tumour slices hold tumour in the final mask.
+    """
+    checked = sum(1 for s in report["slices"] if s["positive"])
+    return f"tumour on {report['tumor_slices']} of {len(report['slices'])} slices; {checked} checked by the segmenter"
+
+
 def build_report(study: Study, prediction, mask, pipeline: TumorSegPipeline, timing: dict) -> dict:
     pixels = study.pixels_per_slice(mask)
     total = int(sum(pixels))
@@ -47,6 +57,7 @@ def build_report(study: Study, prediction, mask, pipeline: TumorSegPipeline, tim
         "inputs": study.inputs,
         "tumor_detected": total > 0,
         "tumor_volume_ml": None if voxel_ml is None else round(total * voxel_ml, 3),
+        "tumor_slices": sum(1 for n in pixels if n > 0),
         "slices": [
             {
                 "index": k,

@@ -49,6 +49,7 @@ def test_report_follows_the_output_contract(raw_result):
     assert [s["index"] for s in report["slices"]] == list(range(26))
     assert all({"index", "tumor_probability", "positive", "tumor_pixels"} == s.keys() for s in report["slices"])
     assert report["tumor_detected"] and any(s["positive"] for s in report["slices"])
+    assert report["tumor_slices"] == sum(1 for s in report["slices"] if s["tumor_pixels"] > 0) > 0
     assert set(report["bundle"]["sha256"]) == {"models/model.pt", "models/model_classifier.ts"}  # what ran
     assert sorted(p.name for p in folder.iterdir()) == [
         "overlay.png", "report.json", "segmentation.nii.gz", "segmentation.seg.nrrd"
@@ -86,6 +87,9 @@ def test_cli_refuses_to_overwrite_and_keeps_the_old_result(tmp_path):
     first = run_cli("detect", case, "-o", tmp_path, "--progress", "none")
     assert first.returncode == 0, first.stderr
     report = tmp_path / case.name / "report.json"
+    written = json.loads(report.read_text())
+    checked = sum(s["positive"] for s in written["slices"])
+    assert f"tumour on {written['tumor_slices']} of 21 slices; {checked} checked by the segmenter" in first.stdout
     before = report.read_bytes()
     again = run_cli("detect", case, "-o", tmp_path, "--progress", "json")
     assert again.returncode == 2

@@ -235,8 +235,9 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         volume = report.get("tumor_volume_ml")
         self.ui.volumeValueLabel.text = "unknown (no voxel spacing)" if volume is None else f"{volume:.2f} mL"
         slices = report.get("slices", [])
-        flagged = sum(1 for s in slices if s.get("positive"))
-        self.ui.flaggedSlicesValueLabel.text = f"{flagged} of {len(slices)}"
+        checked = sum(1 for s in slices if s.get("positive"))
+        tumour = report.get("tumor_slices", sum(1 for s in slices if s.get("tumor_pixels")))
+        self.ui.flaggedSlicesValueLabel.text = f"tumour on {tumour} of {len(slices)}; {checked} checked by the segmenter"
         self.ui.sliceTableView.setMRMLTableNode(tableNode)
 
     # Dependencies
@@ -878,7 +879,7 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
         tableNode.SetUseColumnTitleAsColumnHeader(True)
         tableNode.SetColumnDescription("Slice", "0-based axial slice index, counted from inferior to superior")
         tableNode.SetColumnDescription("Tumor probability", "slice classifier's tumour probability")
-        tableNode.SetColumnDescription("Positive", "1 if the slice was flagged and segmented")
+        tableNode.SetColumnDescription("Positive", "1 if the classifier passed the slice to the segmenter (not: tumour found)")
         tableNode.SetColumnDescription("Tumor pixels", "tumour pixels in the slice")
         tableNode.SetLocked(True)
         tableNode.EndModify(wasModifying)

@@ -36,7 +36,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from ..detect import detect_case
+    from ..detect import detect_case, slices_summary
     from ..errors import InputError
     from ..outputs import case_folder_ready
     from ..pipeline import DEFAULT_BUNDLE, TumorSegPipeline
@@ -71,9 +71,8 @@ def run(args) -> int:
         series_uids=series_uids,
     )
     volume = report["tumor_volume_ml"]
-    flagged = sum(s["positive"] for s in report["slices"])
     summary = f"{report['case_id']}: {'tumour detected' if report['tumor_detected'] else 'no tumour detected'}"
-    summary += f", {flagged} of {len(report['slices'])} slices flagged"
+    summary += f", {slices_summary(report)}"
     summary += f", volume {volume:.1f} mL" if volume is not None else ", volume unknown (no voxel spacing)"
     print(summary)
     print(f"outputs: {Path(args.output) / report['case_id']}")
