@@ -16,6 +16,7 @@ from PIL import Image
 
 from .data.lgg import find_slices
 from .errors import InputError
+from .checks import geometry_warnings, registration_metric, sequence_warnings
 from .io.volumes import read_volume, series_identity
 from .preprocess import (
     MODEL_SIZE,
@@ -44,6 +45,7 @@ class Study:
     flair: sitk.Image | None = None
     grid: sitk.Image | None = None
     timing: dict = field(default_factory=dict)
+    warnings: list[dict] = field(default_factory=list)  # input checks (monai_core.checks)
 
     def mask_on_input_grid(self, probability: np.ndarray, threshold: float) -> np.ndarray | sitk.Image:
         """Threshold model-space probabilities and map them onto the output grid."""
@@ -87,7 +89,12 @@ def load_kaggle_case(case_dir: str | Path, case_id: str | None = None) -> Study:
             raise InputError(image_path, f"slice has shape {array.shape}, expected (256, 256, 3)")
         slices.append(array.transpose(2, 0, 1))
     stack = np.stack(slices).astype(np.float32) / 255.0
-    return Study(case_id or case_dir.name, stack, {"kaggle": str(case_dir), "flair": None, "t1": None, "t1c": None})
+    # the data set put the FLAIR in place of a missing sequence
+    channels = {"flair": stack[:, 1]}
+    channels.update({name: stack[:, c] for name, c in (("t1", 0), ("t1c", 2)) if not np.array_equal(stack[:, c], stack[:, 1])})
+    warnings = sequence_warnings(channels, {}, None)
+    inputs = {"kaggle": str(case_dir), "flair": None, "t1": None, "t1c": None}
+    return Study(case_id or case_dir.name, stack, inputs, warnings=warnings)
 
 
 def load_volumes(
@@ -117,12 +124,16 @@ def load_volumes(
     grid = model_grid(flair_image)
     flair_channel = intensity_window(to_model_space(flair_image, grid))
     channels = {"flair": flair_channel}
+    registration = {}
     start = time.perf_counter()
     for i, (name, image) in enumerate(others.items()):
         progress("register", i / max(1, len(others)), f"registering {name} to the FLAIR")
         transform = register_rigid(flair_image, image, path={"t1": t1, "t1c": t1c}[name])
+        registration[name] = registration_metric(flair_image, image, transform)
         channels[name] = intensity_window(to_model_space(image, grid, transform))
     timing["register_s"] = time.perf_counter() - start
+    warnings = geometry_warnings(flair_image)
+    warnings += sequence_warnings(channels, registration, sitk.GetArrayViewFromImage(flair_image))
     # a missing sequence is replaced by FLAIR, as in the training data
     stack = np.stack([channels.get("t1", flair_channel), flair_channel, channels.get("t1c", flair_channel)], axis=1)
     inputs = {"flair": str(flair), "t1": str(t1) if t1 else None, "t1c": str(t1c) if t1c else None}
@@ -132,7 +143,7 @@ def load_volumes(
     if identity:
         inputs["dicom"] = identity  # the FLAIR's patient and study: DICOM-SEG and PACS need them
     name = case_id or _case_name(Path(flair))
-    return Study(name, np.ascontiguousarray(stack), inputs, flair_image, grid, timing)
+    return Study(name, np.ascontiguousarray(stack), inputs, flair_image, grid, timing, warnings)
 
 
 def _case_name(path: Path) -> str:

@@ -1,0 +1,84 @@
+"""Input checks (issue 13): each warning fires on a real or derived study and stays quiet on the clean samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from conftest import DATA, KAGGLE, RAW
+from monai_core.checks import lesion_warnings
+from monai_core.study import load_kaggle_case, load_volumes
+
+DICOM = DATA / "dicom" / "PGBM-001_T1post"
+
+
+def codes(study) -> list[str]:
+    return sorted(w["code"] for w in study.warnings)
+
+
+def write(image: sitk.Image, path) -> str:
+    sitk.WriteImage(image, str(path))
+    return str(path)
+
+
+def test_clean_samples_raise_no_warning():
+    assert codes(load_volumes(RAW / "flair.nii.gz", RAW / "t1.nii.gz", RAW / "t1c.nii.gz")) == []
+    for patient in ("TCGA_FG_6692_20020606", "TCGA_CS_6669_20020102"):
+        assert codes(load_kaggle_case(KAGGLE / patient)) == []
+    assert codes(load_volumes(DICOM)) == ["t1_missing", "t1c_missing"]  # a real DICOM series, FLAIR alone
+
+
+def test_missing_sequences_are_named():
+    assert codes(load_volumes(RAW / "flair.nii.gz", RAW / "t1.nii.gz")) == ["t1c_missing"]
+    assert codes(load_kaggle_case(KAGGLE / "TCGA_HT_7877_19980917")) == ["t1_missing", "t1c_missing"]
+
+
+def test_the_same_series_twice():
+    assert "t1c_same_as_t1" in codes(load_volumes(RAW / "flair.nii.gz", RAW / "t1.nii.gz", RAW / "t1.nii.gz"))
+    assert "flair_same_as_t1" in codes(load_volumes(RAW / "t1.nii.gz", RAW / "t1.nii.gz", RAW / "t1c.nii.gz"))
+
+
+def test_a_t2_given_as_flair():
+    assert "flair_like_t2" in codes(load_volumes(RAW / "t2.nii.gz", RAW / "t1.nii.gz", RAW / "t1c.nii.gz"))
+
+
+def test_skull_stripped_flair(tmp_path):
+    """The real FLAIR with everything outside the brain (the reference-lesion-free interior) set to zero."""
+    flair = sitk.ReadImage(str(RAW / "flair.nii.gz"), sitk.sitkFloat32)
+    head = sitk.BinaryFillhole(sitk.OtsuThreshold(flair, 0, 1))
+    radius = [int(round(15 / s)) for s in flair.GetSpacing()[:2]] + [0]
+    brain = sitk.Cast(sitk.BinaryErode(head, radius), sitk.sitkFloat32)
+    path = write(flair * brain, tmp_path / "flair_bet.nii.gz")
+    assert "skull_stripped" in codes(load_volumes(path))
+
+
+def test_a_t1_that_cannot_be_aligned():
+    """Another patient's series given as the T1: the registration ends far from a same-session fit."""
+    assert "registration_poor" in codes(load_volumes(RAW / "flair.nii.gz", DICOM, RAW / "t1c.nii.gz"))
+
+
+def test_thin_slices_and_non_axial(tmp_path):
+    flair = sitk.ReadImage(str(RAW / "flair.nii.gz"), sitk.sitkFloat32)
+    spacing = list(flair.GetSpacing())
+    size = list(flair.GetSize())
+    thin_size = [size[0], size[1], int(size[2] * spacing[2])]
+    thin = sitk.Resample(flair, thin_size, sitk.Transform(), sitk.sitkLinear, flair.GetOrigin(),
+                         [spacing[0], spacing[1], 1.0], flair.GetDirection())
+    assert "slice_spacing" in codes(load_volumes(write(thin, tmp_path / "thin.nii.gz")))
+    sagittal = sitk.PermuteAxes(flair, [2, 0, 1])  # same voxels, stored as a sagittal acquisition
+    assert "non_axial" in codes(load_volumes(write(sagittal, tmp_path / "sagittal.nii.gz")))
+
+
+def test_lesion_at_the_edge_of_the_volume():
+    mask = np.zeros((10, 32, 32), np.uint8)
+    mask[4:6, 10:14, 10:14] = 1
+    assert lesion_warnings(mask) == []
+    mask[9, 12, 12] = 1  # touches the last slice
+    assert [w["code"] for w in lesion_warnings(mask)] == ["lesion_at_edge"]
+
+
+def test_every_warning_is_one_line():
+    study = load_volumes(RAW / "flair.nii.gz")
+    for w in study.warnings:
+        assert set(w) == {"code", "message"} and "\n" not in w["message"] and w["message"]
