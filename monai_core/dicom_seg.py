@@ -20,12 +20,14 @@ from pydicom.sr.codedict import codes
 from . import __version__
 from .errors import InputError
 from .io.dicom import sorted_slices
+from .outputs import TUMOR_SEGMENT as SLICER_SEGMENT
 from .outputs import write_atomic
 
 __all__ = [
     "EmptySegmentationError",
     "TUMOR_SEGMENT",
     "SERIES_DESCRIPTION",
+    "LOW_CONFIDENCE_SUFFIX",
     "bundle_identity",
     "write_dicom_seg",
     "mask_from_dicom_seg",
@@ -33,6 +35,10 @@ __all__ = [
 
 BUNDLE_METADATA = Path(__file__).resolve().parent.parent / "bundle" / "configs" / "metadata.json"
 SERIES_DESCRIPTION = "TumorSeg"
+# Appended to the series and content descriptions when the quality check flags the result, so a
+# PACS user sees it in the series list before opening the SEG.
+LOW_CONFIDENCE_SUFFIX = " (low confidence - review)"
+CONTENT_DESCRIPTION = "Automatic brain tumour segmentation"
 SEG_SERIES_NUMBER = 9901  # a high number keeps derived series after the acquired ones in viewers
 SEGMENT_NUMBER = 1
 
@@ -45,6 +51,9 @@ TUMOR_SEGMENT = {
     "type": CodedConcept(codes.SCT.Neoplasm.value, "SCT", codes.SCT.Neoplasm.meaning),
     "anatomic_region": CodedConcept(codes.SCT.Brain.value, "SCT", codes.SCT.Brain.meaning),
     "algorithm_family": codes.cid7162.ArtificialIntelligence,
+    # Slicer's terminology files give no recommendedDisplayRGBValue for Neoplasm (108369006), so
+    # the SEG uses the colour of the Slicer .seg.nrrd segment: one colour in every viewer.
+    "display_rgb": tuple(round(255 * c) for c in SLICER_SEGMENT["color"]),
 }
 
 
@@ -75,13 +84,20 @@ def bundle_identity(metadata_path=None) -> tuple[str, str]:
     return name, version
 
 
-def _segment_description(algorithm_name: str, algorithm_version: str) -> hd.seg.SegmentDescription:
+def _segment_description(algorithm_name: str, algorithm_version: str,
+                         low_confidence: bool = False) -> hd.seg.SegmentDescription:
+    """The "Tumor" segment with its terminology and display colour.
+
+    Without RecommendedDisplayCIELabValue, dcmqi and Slicer pick an arbitrary colour ("Failed to
+    get CIELab values"); a flagged result also says so in the segment's own description.
+    """
     algorithm = hd.AlgorithmIdentificationSequence(
         name=algorithm_name,
         family=TUMOR_SEGMENT["algorithm_family"],
         version=algorithm_version,
+        parameters={"confidence": "low"} if low_confidence else None,
     )
-    return hd.seg.SegmentDescription(
+    segment = hd.seg.SegmentDescription(
         segment_number=SEGMENT_NUMBER,
         segment_label=TUMOR_SEGMENT["label"],
         segmented_property_category=TUMOR_SEGMENT["category"],
@@ -91,7 +107,11 @@ def _segment_description(algorithm_name: str, algorithm_version: str) -> hd.seg.
         anatomic_regions=[TUMOR_SEGMENT["anatomic_region"]],
         tracking_id=TUMOR_SEGMENT["label"],
         tracking_uid=hd.UID(),
+        display_color=hd.color.CIELabColor.from_rgb(*TUMOR_SEGMENT["display_rgb"]),
     )
+    if low_confidence:
+        segment.SegmentDescription = "Tumor, low confidence - review"
+    return segment
 
 
 def _source_layout(mask: np.ndarray, source_datasets, where):
@@ -126,14 +146,17 @@ def _check_binary(mask: np.ndarray, where) -> np.ndarray:
     return mask.astype(np.uint8, copy=False)
 
 
-def write_dicom_seg(mask, source_datasets, path, algorithm_name, algorithm_version, overwrite=False) -> Path:
+def write_dicom_seg(mask, source_datasets, path, algorithm_name, algorithm_version, overwrite=False,
+                    low_confidence: bool = False) -> Path:
     """Write ``mask`` (uint8, SimpleITK (z, y, x) order, 1 = tumour) as a BINARY DICOM-SEG.
 
     ``source_datasets`` are the series' datasets as :func:`read_series` returns them (any order
     is accepted; they are sorted the same way). Frames without tumour are left out. Nothing is
     written when the shape does not match, the file exists and ``overwrite`` is false, or the
     mask is empty (:class:`EmptySegmentationError`). The file is written to a temporary name in
-    the same folder, synced and renamed, so a reader never sees half a SEG.
+    the same folder, synced and renamed, so a reader never sees half a SEG. ``low_confidence``
+    marks a result the quality check flagged: the series, content and segment descriptions say
+    so, so that it is reviewed before use.
     """
     path = Path(path)
     mask = _check_binary(np.asarray(mask), path)
@@ -143,25 +166,28 @@ def write_dicom_seg(mask, source_datasets, path, algorithm_name, algorithm_versi
     if not pixel_array.any():
         raise EmptySegmentationError(path, "no tumour voxels in the mask: a DICOM-SEG needs at least one "
                                      "frame, so none was written")
-    seg = _build_segmentation(source_images, pixel_array, algorithm_name, algorithm_version)
+    seg = _build_segmentation(source_images, pixel_array, algorithm_name, algorithm_version, low_confidence)
     _save_atomically(seg, path)
     return path
 
 
-def _build_segmentation(source_images, pixel_array, algorithm_name, algorithm_version) -> hd.seg.Segmentation:
+def _build_segmentation(source_images, pixel_array, algorithm_name, algorithm_version,
+                        low_confidence=False) -> hd.seg.Segmentation:
     with warnings.catch_warnings():
         # highdicom warns about single-component patient names copied from the source, and the
         # warning quotes the name: keep identifying tags out of the log.
         warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name")
-        return _segmentation(source_images, pixel_array, algorithm_name, algorithm_version)
+        return _segmentation(source_images, pixel_array, algorithm_name, algorithm_version, low_confidence)
 
 
-def _segmentation(source_images, pixel_array, algorithm_name, algorithm_version) -> hd.seg.Segmentation:
+def _segmentation(source_images, pixel_array, algorithm_name, algorithm_version,
+                  low_confidence=False) -> hd.seg.Segmentation:
+    suffix = LOW_CONFIDENCE_SUFFIX if low_confidence else ""
     return hd.seg.Segmentation(
         source_images=source_images,
         pixel_array=pixel_array,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[_segment_description(algorithm_name, algorithm_version)],
+        segment_descriptions=[_segment_description(algorithm_name, algorithm_version, low_confidence)],
         series_instance_uid=hd.UID(),
         series_number=SEG_SERIES_NUMBER,
         sop_instance_uid=hd.UID(),
@@ -171,8 +197,8 @@ def _segmentation(source_images, pixel_array, algorithm_name, algorithm_version)
         software_versions=algorithm_version,
         device_serial_number="0",
         content_label="TUMOR",
-        content_description="Automatic brain tumour segmentation",
-        series_description=SERIES_DESCRIPTION,
+        content_description=CONTENT_DESCRIPTION + suffix,
+        series_description=SERIES_DESCRIPTION + suffix,
         omit_empty_frames=True,
     )
 

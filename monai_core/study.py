@@ -139,6 +139,8 @@ def load_volumes(
     inputs = {"flair": str(flair), "t1": str(t1) if t1 else None, "t1c": str(t1c) if t1c else None}
     if uids:
         inputs["series_uids"] = {name: uids.get(name) for name in ("flair", "t1", "t1c")}
+        if getattr(uids, "choice", None):  # why --study took each series (io.dicom.SeriesUids)
+            inputs["series_choice"] = uids.choice
     identity = series_identity(flair_image)
     if identity:
         inputs["dicom"] = identity  # the FLAIR's patient and study: DICOM-SEG and PACS need them

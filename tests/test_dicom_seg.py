@@ -30,6 +30,7 @@ from monai_core.dicom_seg import (
 )
 from monai_core.errors import InputError
 from monai_core.io.dicom import read_series
+from monai_core.outputs import TUMOR_SEGMENT as SLICER_SEGMENT
 
 SAMPLE = Path(__file__).parent / "data" / "dicom" / "PGBM-001_T1post"
 # The full 24-slice series, where the shared data folder sits beside the repository (as in CI).
@@ -60,6 +61,13 @@ def dciodvfy_errors(path: Path) -> tuple[list[str], str]:
     result = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=120)
     output = result.stdout + result.stderr
     return [line for line in output.splitlines() if line.startswith("Error")], output
+
+
+def segimage2itkimage(seg_path: Path, out: Path) -> str:
+    """dcmqi's conversion of the SEG into ``out`` (NIfTI + meta.json); returns its console output."""
+    result = subprocess.run([SEGIMAGE2ITKIMAGE, "--inputDICOM", str(seg_path), "--outputDirectory", str(out),
+                             "--outputType", "nifti"], check=True, capture_output=True, text=True, timeout=120)
+    return result.stdout + result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -136,8 +144,7 @@ def test_seg_keeps_patient_and_study_with_new_uids(seg_path, series):
 
 @pytest.mark.skipif(SEGIMAGE2ITKIMAGE is None, reason="dcmqi missing: pip install dcmqi==1.5.7")
 def test_dcmqi_reads_it_back(seg_path, series, mask, tmp_path):
-    subprocess.run([SEGIMAGE2ITKIMAGE, "--inputDICOM", str(seg_path), "--outputDirectory", str(tmp_path),
-                    "--outputType", "nifti"], check=True, capture_output=True, timeout=120)
+    segimage2itkimage(seg_path, tmp_path)
     meta = json.loads((tmp_path / "meta.json").read_text())
     assert meta["segmentAttributes"][0][0]["SegmentLabel"] == "Tumor"
     # dcmqi crops the volume to the frames present; put it back on the series grid with
@@ -145,6 +152,48 @@ def test_dcmqi_reads_it_back(seg_path, series, mask, tmp_path):
     image = sitk.ReadImage(str(tmp_path / "1.nii.gz"))
     on_series_grid = sitk.Resample(image, series.image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(on_series_grid), mask)
+
+
+def test_seg_display_colour_is_the_slicer_segment_colour(seg_path):
+    [segment] = hd.seg.segread(seg_path).SegmentSequence
+    colour = hd.color.CIELabColor.from_dicom_value(segment.RecommendedDisplayCIELabValue)
+    assert colour.to_rgb() == tuple(round(255 * c) for c in SLICER_SEGMENT["color"]) == (230, 51, 51)
+
+
+@pytest.mark.skipif(SEGIMAGE2ITKIMAGE is None, reason="dcmqi missing: pip install dcmqi==1.5.7")
+def test_dcmqi_finds_the_display_colour(seg_path, tmp_path):
+    output = segimage2itkimage(seg_path, tmp_path)
+    assert "Failed to get CIELab values" not in output, output
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["segmentAttributes"][0][0]["recommendedDisplayRGBValue"] == [230, 51, 51]
+
+
+@pytest.fixture(scope="module")
+def low_confidence_seg(series, mask, tmp_path_factory):
+    path = tmp_path_factory.mktemp("low") / "segmentation.dcm"
+    write_dicom_seg(mask, series.datasets, path, "TumorSeg-test", "9.8.7", low_confidence=True)
+    return path
+
+
+def test_low_confidence_seg_says_so(low_confidence_seg, seg_path, series, mask):
+    seg = hd.seg.segread(low_confidence_seg)
+    assert seg.SeriesDescription == "TumorSeg (low confidence - review)"
+    assert "low confidence" in seg.ContentDescription
+    [segment] = seg.SegmentSequence
+    assert segment.SegmentLabel == "Tumor" and "low confidence" in segment.SegmentDescription
+    algorithm, = segment.SegmentationAlgorithmIdentificationSequence
+    assert algorithm.AlgorithmParameters == "confidence=low"
+    np.testing.assert_array_equal(mask_from_dicom_seg(low_confidence_seg, series.datasets), mask)
+    # the default SEG carries no such mark
+    [plain] = hd.seg.segread(seg_path).SegmentSequence
+    assert "SegmentDescription" not in plain
+    assert "AlgorithmParameters" not in plain.SegmentationAlgorithmIdentificationSequence[0]
+
+
+@pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy missing: apt-get install -y dicom3tools")
+def test_low_confidence_seg_passes_dciodvfy(low_confidence_seg):
+    errors, output = dciodvfy_errors(low_confidence_seg)
+    assert errors == [], output
 
 
 def test_empty_mask_writes_nothing_and_says_why(series, tmp_path):

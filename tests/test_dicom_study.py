@@ -11,8 +11,11 @@ from conftest import DATA, run_cli
 SERIES = DATA / "dicom" / "PGBM-001_T1post"
 
 
-def add_series(study, name, description):
-    """Copy the real sample series into ``study/name`` as a new series with the given description."""
+def add_series(study, name, description, **tags):
+    """Copy the real sample series into ``study/name`` as a new series with the given description.
+
+    ``tags`` (keyword=value) replace header values in every file; None deletes the element.
+    """
     uid = generate_uid()
     (study / name).mkdir(parents=True)
     for path in sorted(SERIES.glob("*.dcm")):
@@ -20,8 +23,19 @@ def add_series(study, name, description):
         ds.SeriesInstanceUID = uid
         ds.SOPInstanceUID = generate_uid()
         ds.SeriesDescription = description
+        for keyword, value in tags.items():
+            if value is None:
+                ds.pop(keyword, None)
+            else:
+                setattr(ds, keyword, value)
         ds.save_as(study / name / path.name)
     return uid
+
+
+def add_philips_series(study, description, number, time):
+    """A series as a Philips scanner names it: protocol = description, no contrast agent tag."""
+    return add_series(study, f"s{number}", description, ProtocolName=description, SeriesNumber=number,
+                      AcquisitionTime=time, SeriesTime=time, ContrastBolusAgent=None)
 
 
 @pytest.fixture
@@ -59,3 +73,31 @@ def test_ambiguous_study_lists_candidates_and_an_override_resolves_it(study, tmp
     assert chosen.returncode == 0, chosen.stderr
     report = json.loads((tmp_path / "out" / "s" / "report.json").read_text())
     assert report["inputs"]["series_uids"]["flair"] == second
+
+
+def test_same_named_series_are_told_apart_by_acquisition_order(tmp_path):
+    """A Philips study: pre- and post-contrast T1 both "T1W_SE-TRA_FS", FLAIR repeated after contrast."""
+    study = tmp_path / "study"
+    # created in an order unlike the acquisition, so that folder order cannot decide
+    uids = {
+        1301: add_philips_series(study, "T2W_FLAIR_TRA", 1301, "101500"),
+        1201: add_philips_series(study, "T1W_SE-TRA_FS", 1201, "100500"),
+        701: add_philips_series(study, "T2W_FLAIR_TRA", 701, "093000"),
+        901: add_philips_series(study, "T1W_SE-TRA_FS", 901, "094500"),
+    }
+    out = tmp_path / "out"
+    result = run_cli("detect", "--study", study, "-o", out, "--case-id", "s", "--progress", "none")
+    assert result.returncode == 0, result.stderr
+    inputs = json.loads((out / "s" / "report.json").read_text())["inputs"]
+    assert inputs["series_uids"] == {"flair": uids[701], "t1": uids[901], "t1c": uids[1201]}
+    choice = inputs["series_choice"]
+    for role, number, description in (("flair", 701, "T2W_FLAIR_TRA"), ("t1", 901, "T1W_SE-TRA_FS"),
+                                      ("t1c", 1201, "T1W_SE-TRA_FS")):
+        assert choice[role]["series_uid"] == uids[number]
+        assert (choice[role]["series_number"], choice[role]["description"]) == (number, description)
+        assert choice[role]["reason"].startswith(f"description '{description}', series {number}: ")
+        assert f"tumorseg: {role}: {uids[number]} " in result.stderr
+        assert choice[role]["reason"] in result.stderr
+    assert "earliest of 2 same-named" in choice["flair"]["reason"]
+    assert "earlier of two same-named series, taken as pre-contrast" in choice["t1"]["reason"]
+    assert "later of two same-named series, taken as post-contrast" in choice["t1c"]["reason"]

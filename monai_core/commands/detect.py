@@ -74,6 +74,10 @@ def run(args) -> int:
     summary = f"{report['case_id']}: {'tumour detected' if report['tumor_detected'] else 'no tumour detected'}"
     summary += f", {slices_summary(report)}"
     summary += f", volume {volume:.1f} mL" if volume is not None else ", volume unknown (no voxel spacing)"
+    sizes = report.get("measurements") or {}
+    if sizes.get("longest_diameter_mm") is not None:
+        summary += f", largest axial diameters {sizes['longest_diameter_mm']:.0f}"
+        summary += f" x {sizes['perpendicular_diameter_mm']:.0f} mm"
     print(summary)
     print(f"outputs: {Path(args.output) / report['case_id']}")
     return 0
@@ -100,11 +104,17 @@ def _check_paths(out_root, *inputs) -> None:
 
 
 def _study_series(args):
-    """FLAIR, T1 and T1c of a DICOM study folder: (flair, t1, t1c, series_uids) for detect_case."""
-    from ..io.dicom import select_series
+    """FLAIR, T1 and T1c of a DICOM study folder: (flair, t1, t1c, series_uids) for detect_case.
+
+    One stderr line per role says which series was taken and why; ``series_uids`` carries the
+    same (its ``choice``) into report.json's ``inputs.series_choice``.
+    """
+    from ..io.dicom import SeriesUids, select_series, series_choice
 
     chosen = select_series(args.study, flair=args.flair_series, t1=args.t1_series, t1c=args.t1c_series)
+    choice = series_choice(chosen)
     for role, info in chosen.items():
-        print(f"tumorseg: {role}: " + (info.summary() if info else "not found, replaced by FLAIR"), file=sys.stderr)
-    uids = {role: info.series_uid for role, info in chosen.items() if info is not None}
+        found = f"{info.summary()}: " if info else "not found: "
+        print(f"tumorseg: {role}: {found}{choice[role]['reason']}", file=sys.stderr)
+    uids = SeriesUids({role: info.series_uid for role, info in chosen.items() if info is not None}, choice)
     return args.study, args.study if "t1" in uids else None, args.study if "t1c" in uids else None, uids

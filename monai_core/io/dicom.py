@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,18 +22,21 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_rescale
+from pydicom.valuerep import TM
 
 from ..errors import InputError
 from .volumes import IDENTITY_TAGS
 
 __all__ = [
     "SeriesInfo",
+    "SeriesUids",
     "DicomSeries",
     "Slice",
     "SERIES_PATTERNS",
     "list_series",
     "read_series",
     "select_series",
+    "series_choice",
     "series_role",
     "sorted_slices",
 ]
@@ -76,6 +79,8 @@ class SeriesInfo:
     files: list[Path]
     series_number: int | None = None
     n_frames: int = 0  # slices: files, or the frames of a multi-frame file
+    start_s: float | None = None  # earliest AcquisitionTime (else SeriesTime), seconds after midnight
+    reason: str = ""  # why select_series chose it, for the report and the console
 
     def summary(self) -> str:
         """One-line listing for messages: UID, description and slice count (no patient tags)."""
@@ -144,6 +149,7 @@ def list_series(folder) -> list[SeriesInfo]:
     files: dict[str, list[Path]] = defaultdict(list)
     first: dict[str, Dataset] = {}
     frames: dict[str, int] = defaultdict(int)
+    starts: dict[str, list[float]] = defaultdict(list)
     for path in _walk_files(folder):
         ds = _read_header(path)
         if ds is None:
@@ -152,11 +158,26 @@ def list_series(folder) -> list[SeriesInfo]:
         files[uid].append(path)
         first.setdefault(uid, ds)
         frames[uid] += int(ds.get("NumberOfFrames", 1) or 1)
-    infos = [_series_info(uid, first[uid], sorted(paths), frames[uid]) for uid, paths in files.items()]
+        start = _seconds(ds.get("AcquisitionTime"))
+        start = _seconds(ds.get("SeriesTime")) if start is None else start
+        if start is not None:
+            starts[uid].append(start)
+    infos = [_series_info(uid, first[uid], sorted(paths), frames[uid], min(starts[uid], default=None))
+             for uid, paths in files.items()]
     return sorted(infos, key=lambda s: (s.series_number is None, s.series_number or 0, s.series_uid))
 
 
-def _series_info(uid: str, ds: Dataset, files: list[Path], n_frames: int) -> SeriesInfo:
+def _seconds(value) -> float | None:
+    """A DICOM TM value ("HHMMSS.FFFFFF", or the old "HH:MM:SS") as seconds after midnight, or None."""
+    text = str(value or "").replace(":", "").strip()
+    try:
+        time = TM(text) if text else None
+    except ValueError:
+        return None
+    return None if time is None else time.hour * 3600 + time.minute * 60 + time.second + time.microsecond / 1e6
+
+
+def _series_info(uid: str, ds: Dataset, files: list[Path], n_frames: int, start_s: float | None = None) -> SeriesInfo:
     number = ds.get("SeriesNumber")
     return SeriesInfo(
         series_uid=uid,
@@ -167,6 +188,7 @@ def _series_info(uid: str, ds: Dataset, files: list[Path], n_frames: int) -> Ser
         files=files,
         series_number=None if number in (None, "") else int(number),
         n_frames=n_frames,
+        start_s=start_s,
     )
 
 
@@ -178,36 +200,109 @@ def select_series(study_dir, flair=None, t1=None, t1c=None, patterns=None) -> di
 
     ``flair``, ``t1`` and ``t1c`` are SeriesInstanceUIDs that override the matching. Otherwise a
     series is matched by ``patterns`` (default :data:`SERIES_PATTERNS`) against its
-    SeriesDescription and ProtocolName. Several matches for one role are ambiguous and raise an
-    InputError listing the candidates; so does a study without FLAIR. T1 and T1c may be missing.
+    SeriesDescription and ProtocolName. Several matches for one role that share one description
+    are repeats of one protocol (Philips names pre- and post-contrast T1 alike) and are told
+    apart by acquisition order (:func:`_repeats_of_one_protocol`); several matches with different
+    descriptions are ambiguous and raise an InputError listing the candidates; so does a study
+    without FLAIR. T1 and T1c may be missing. Each chosen series' ``reason`` says why it was chosen.
     """
     study_dir = Path(study_dir)
     patterns = {**SERIES_PATTERNS, **(patterns or {})}
     series = [s for s in list_series(study_dir) if s.modality in ("MR", "")]
     if not series:
         raise InputError(study_dir, "no DICOM MR series found")
-    by_uid = {s.series_uid: s for s in series}
-    chosen: dict[str, SeriesInfo | None] = {}
-    for role, uid in (("flair", flair), ("t1", t1), ("t1c", t1c)):
-        if uid is not None:
-            if uid not in by_uid:
-                raise InputError(study_dir, f"{_ROLE_OPTIONS[role]} {uid} is not an MR series here; "
-                                 f"series found: {_listing(series)}")
-            chosen[role] = by_uid[uid]
+    chosen = _overrides(study_dir, series, {"flair": flair, "t1": t1, "t1c": t1c})
     taken = {s.series_uid for s in chosen.values() if s is not None}
     roles = {s.series_uid: series_role(s.description, s.protocol, patterns) for s in series}
     for role in ("flair", "t1c", "t1"):
         if role in chosen:
             continue
         candidates = [s for s in series if s.series_uid not in taken and roles[s.series_uid] == role]
-        if len(candidates) > 1:
-            raise InputError(study_dir, f"several series look like {role.upper()}: {_listing(candidates)}; "
-                             f"choose one with {_ROLE_OPTIONS[role]} UID")
-        chosen[role] = candidates[0] if candidates else None
+        chosen.update(_match(study_dir, role, candidates, t1c_found=chosen.get("t1c") is not None))
     if chosen["flair"] is None:
         raise InputError(study_dir, f"no FLAIR series found among: {_listing(series)}; "
                          f"choose one with --flair-series UID")
     return {role: chosen[role] for role in ("flair", "t1", "t1c")}
+
+
+def _overrides(study_dir: Path, series: list[SeriesInfo], uids: dict) -> dict[str, SeriesInfo]:
+    """The series the caller chose by SeriesInstanceUID, checked to be MR series of the study."""
+    by_uid = {s.series_uid: s for s in series}
+    chosen = {}
+    for role, uid in uids.items():
+        if uid is None:
+            continue
+        if uid not in by_uid:
+            raise InputError(study_dir, f"{_ROLE_OPTIONS[role]} {uid} is not an MR series here; "
+                             f"series found: {_listing(series)}")
+        chosen[role] = _because(by_uid[uid], f"given with {_ROLE_OPTIONS[role]}")
+    return chosen
+
+
+def _match(study_dir: Path, role: str, candidates: list[SeriesInfo], t1c_found: bool) -> dict:
+    """{role: series or None} among its candidates; two same-named T1s without a T1c give T1 and T1c."""
+    if not candidates:
+        return {role: None}
+    if len(candidates) == 1:
+        return {role: _because(candidates[0], f"the only series that looks like {role.upper()}")}
+    ordered = _repeats_of_one_protocol(candidates)
+    if ordered is None:
+        raise InputError(study_dir, f"several series look like {role.upper()}: {_listing(candidates)}; "
+                         f"choose one with {_ROLE_OPTIONS[role]} UID")
+    if role == "t1" and not t1c_found and len(ordered) == 2:
+        # without contrast in the name, the scan repeated after the others is the post-contrast one
+        return {"t1": _because(ordered[0], "the earlier of two same-named series, taken as pre-contrast"),
+                "t1c": _because(ordered[1], "the later of two same-named series, taken as post-contrast")}
+    return {role: _because(ordered[0], f"the earliest of {len(ordered)} same-named series")}
+
+
+def _repeats_of_one_protocol(candidates: list[SeriesInfo]) -> list[SeriesInfo] | None:
+    """Candidates in acquisition order (SeriesNumber, then start time) when they share one name.
+
+    None when their names differ, or when number and time cannot order them: then the choice is
+    the user's.
+    """
+    if len({(s.description or s.protocol).strip().casefold() for s in candidates}) != 1:
+        return None
+    keys = [(s.series_number is None, s.series_number or 0, s.start_s is None, s.start_s or 0.0) for s in candidates]
+    if len(set(keys)) != len(keys):
+        return None
+    return [s for _, s in sorted(zip(keys, candidates), key=lambda pair: pair[0])]
+
+
+def _because(info: SeriesInfo, why: str) -> SeriesInfo:
+    """A copy of ``info`` whose reason names its description and number, then ``why``."""
+    name = f"description {info.description!r}" if info.description else f"protocol {info.protocol!r}"
+    number = f"series {info.series_number}" if info.series_number is not None else f"series {info.series_uid}"
+    return replace(info, reason=f"{name}, {number}: {why}")
+
+
+class SeriesUids(dict):
+    """{role: SeriesInstanceUID}, the ``series_uids`` that detect takes, plus ``choice``.
+
+    ``choice`` (from :func:`series_choice`) rides along the existing series_uids path so that
+    report.json can record why each series was chosen without a new argument everywhere.
+    """
+
+    def __init__(self, uids: dict[str, str], choice: dict | None = None):
+        super().__init__(uids)
+        self.choice = choice
+
+
+def series_choice(chosen: dict[str, SeriesInfo | None]) -> dict[str, dict]:
+    """{role: {series_uid, series_number, description, reason}} of a :func:`select_series` result.
+
+    A missing T1 or T1c gets null identifiers and a reason saying FLAIR stands in for it.
+    """
+    return {
+        role: {
+            "series_uid": info.series_uid if info else None,
+            "series_number": info.series_number if info else None,
+            "description": (info.description or info.protocol) if info else None,
+            "reason": info.reason if info else f"no series looks like {role.upper()}; replaced by FLAIR",
+        }
+        for role, info in chosen.items()
+    }
 
 
 def series_role(description: str, protocol: str = "", patterns=None) -> str | None:
