@@ -352,3 +352,91 @@ def test_two_batches_never_share_an_output_folder(tmp_path):
     assert result.returncode == 2
     assert "another tumorseg batch is writing into this folder" in result.stderr
     assert sorted(p.name for p in out.iterdir()) == [".tumorseg-batch.lock"]
+
+
+# ----------------------------------------------------------------------------------------- public data set names
+
+
+def link_volumes(folder: Path, names: dict[str, str]) -> Path:
+    """A case folder of links to the sample study's volumes: ``{new file name: sample sequence}``."""
+    folder.mkdir(parents=True)
+    for name, sequence in names.items():
+        (folder / name).symlink_to(RAW / f"{sequence}.nii.gz")
+    return folder
+
+
+def test_public_names_are_recognised(tmp_path):
+    """BraTS, MSD and TumorSeg names, any letter case, with or without the case id; T2 and labels are not used."""
+    link_volumes(tmp_path / "Brats18_1", {"Brats18_1_FLAIR.nii.gz": "flair", "brats18_1_t1.nii.gz": "t1",
+                                          "Brats18_1_t1ce.nii.gz": "t1c", "Brats18_1_t2.nii.gz": "t2",
+                                          "Brats18_1_seg.nii.gz": "flair_lesion"})
+    link_volumes(tmp_path / "BraTS-GLI-00001-000", {"BraTS-GLI-00001-000-t2f.nii.gz": "flair",
+                                                    "BraTS-GLI-00001-000-T1N.nii.gz": "t1",
+                                                    "BraTS-GLI-00001-000-t1c.nii.gz": "t1c",
+                                                    "BraTS-GLI-00001-000-t2w.nii.gz": "t2"})
+    link_volumes(tmp_path / "unprefixed", {"t2f.nii.gz": "flair", "t1ce.nii.gz": "t1c", "t2.nii.gz": "t2"})
+    link_volumes(tmp_path / "BRATS_001", {f"BRATS_001_000{i}.nii.gz": s for i, s in enumerate(["flair", "t1", "t1c", "t2"])})
+
+    cases = {c.case_id: c for c in find_cases(tmp_path)}
+
+    def files(case_id):
+        case = cases[case_id]
+        assert case.problem is None, case.problem
+        return tuple(Path(p).name if p else None for p in (case.flair, case.t1, case.t1c))
+
+    assert files("Brats18_1") == ("Brats18_1_FLAIR.nii.gz", "brats18_1_t1.nii.gz", "Brats18_1_t1ce.nii.gz")
+    assert files("BraTS-GLI-00001-000") == tuple(f"BraTS-GLI-00001-000-{n}.nii.gz" for n in ("t2f", "T1N", "t1c"))
+    assert files("unprefixed") == ("t2f.nii.gz", None, "t1ce.nii.gz")  # a real absence: the FLAIR stands in for T1
+    assert files("BRATS_001") == ("BRATS_001_0000.nii.gz", "BRATS_001_0001.nii.gz", "BRATS_001_0002.nii.gz")
+
+
+def test_unknown_or_ambiguous_names_are_failed_cases(tmp_path):
+    """Never a FLAIR-only run when a sequence may be there under another name: a problem naming the files."""
+    link_volumes(tmp_path / "scans", {"scan1.nii.gz": "flair", "scan2.nii.gz": "t1c"})
+    link_volumes(tmp_path / "extra", {"flair.nii.gz": "flair", "t1_post_gd.nii.gz": "t1c", "notes.txt": "t1"})
+    link_volumes(tmp_path / "both", {"flair.nii.gz": "flair", "t1c.nii.gz": "t1c", "T1CE.nii.gz": "t1c"})
+    link_volumes(tmp_path / "two", {"two_0000.nii.gz": "flair", "two_0001.nii.gz": "t1"})
+    link_volumes(tmp_path / "many", {f"image{i:02d}.nii.gz": "flair" for i in range(30)})
+    series = tmp_path / "dicom" / "series_7"  # a DICOM series under an unknown name, beside a flair/ series
+    series.mkdir(parents=True)
+    (tmp_path / "dicom" / "flair").mkdir()
+    (series / "IM0001").write_bytes(b"\0" * 128 + b"DICM")
+    (tmp_path / "dicom" / "scratch").mkdir()  # a folder of something else is not an image
+
+    problems = {c.case_id: c.problem for c in find_cases(tmp_path)}
+
+    assert "no FLAIR, T1 or T1c among scan1.nii.gz, scan2.nii.gz" in problems["scans"]
+    assert "no T1 or T1c among t1_post_gd.nii.gz;" in problems["extra"] and "notes.txt" not in problems["extra"]
+    assert "more than one T1c: T1CE.nii.gz, t1c.nii.gz" in problems["both"]
+    assert "two_0000.nii.gz, two_0001.nii.gz" in problems["two"] and "manifest" in problems["two"]
+    assert "image00.nii.gz, image01.nii.gz, image02.nii.gz, image03.nii.gz, ... (30 in all)" in problems["many"]
+    assert "no T1 or T1c among series_7/;" in problems["dicom"]
+    assert all(len(p) < 300 and "\n" not in p for p in problems.values())
+
+
+def test_public_names_in_a_batch_report_their_sequences(tmp_path):
+    """The issue's case: BraTS 2020 names with the case prefix, and a T1c that was silently replaced by the FLAIR."""
+    root = tmp_path / "root"
+    brats = link_volumes(root / "BraTS20_Training_001", {f"BraTS20_Training_001_{n}.nii.gz": s for n, s in
+                                                         (("flair", "flair"), ("t1", "t1"), ("t1ce", "t1c"), ("t2", "t2"))})
+    link_volumes(root / "flair_only", {"FLAIR.nii.gz": "flair", "T2W.nii.gz": "t2"})
+    link_volumes(root / "scans", {"scan1.nii.gz": "flair", "scan2.nii.gz": "t1c"})
+    link_volumes(root / "two", {"two_0000.nii.gz": "flair", "two_0001.nii.gz": "t1"})
+    link_cases(root, SMALL[:1])
+    out = tmp_path / "out"
+
+    result = run_cli("batch", root, "-o", out, "--progress", "none")
+
+    assert result.returncode == 3, result.stderr
+    rows = {row["case_id"]: row for row in read_summary(out)}
+    inputs = complete_report(out / brats.name)["inputs"]
+    assert (inputs["flair"], inputs["t1"], inputs["t1c"]) == tuple(
+        str(brats / f"{brats.name}_{n}.nii.gz") for n in ("flair", "t1", "t1ce")
+    )
+    assert complete_report(out / "flair_only")["inputs"]["t1c"] is None
+    assert {case_id: row["sequences"] for case_id, row in rows.items()} == {
+        brats.name: "flair;t1;t1c", "flair_only": "flair", SMALL[0]: "kaggle", "scans": "", "two": ""
+    }
+    assert rows["scans"]["status"] == "failed" and "scan1.nii.gz, scan2.nii.gz" in rows["scans"]["error"]
+    assert rows["two"]["status"] == "failed" and "manifest" in rows["two"]["error"]
+    assert all(rows[c]["status"] == "ok" for c in (brats.name, "flair_only", SMALL[0]))

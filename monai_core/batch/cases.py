@@ -8,6 +8,7 @@ merely missing or unreadable is not an error here: it fails on its own and the b
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,18 @@ __all__ = ["Case", "find_cases", "read_manifest", "scan_folder"]
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 SEQUENCES = ("flair", "t1", "t1c")
+LABELS = {"flair": "FLAIR", "t1": "T1", "t1c": "T1c"}
+# file names (after an optional "<case>_" or "<case>-") -> role; t2 and seg are known so that they are
+# never mistaken for a missing sequence, but the model does not use them
+NAMES = {
+    "flair": "flair", "t1": "t1", "t1c": "t1c",  # TumorSeg
+    "t1ce": "t1c", "t2": "t2",  # BraTS 2018-2021 (also flair, t1)
+    "t2f": "flair", "t1n": "t1", "t2w": "t2",  # BraTS 2023+ (also t1c)
+    "seg": "seg",  # the BraTS label map
+}
+# MSD Task01_BrainTumour / nnU-Net "<case>_0000" files: 0000 FLAIR, 0001 T1w, 0002 T1gd (post-contrast), 0003 T2w
+MSD_CHANNELS = ("flair", "t1", "t1c", "t2")
+CHANNEL = re.compile(r"\d{4}")
 MANIFEST_COLUMNS = ("case_id", "flair", "t1", "t1c")
 
 
@@ -95,7 +108,11 @@ def _resolve(value: str, base: Path) -> str | None:
 
 
 def scan_folder(root: Path, exclude: Path | None = None) -> list[Case]:
-    """One case per sub-folder, named after it: a Kaggle patient folder, or flair/t1/t1c files or series."""
+    """One case per sub-folder, named after it: a Kaggle patient folder, or sequence files or series.
+
+    Sequences are found by TumorSeg, BraTS or MSD names (see ``NAMES``), never by guessing: a folder
+    whose files cannot be told apart becomes a case with a ``problem``, not a FLAIR-only run.
+    """
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if exclude is not None:
         folders = [p for p in folders if p.resolve() != exclude.resolve()]
@@ -103,24 +120,116 @@ def scan_folder(root: Path, exclude: Path | None = None) -> list[Case]:
 
 
 def _folder_case(folder: Path) -> Case:
+    """The case of one folder, or a case whose ``problem`` says why its files cannot be told apart."""
     if any(folder.glob("*_1.tif")):
         return Case(folder.name, kaggle_dir=str(folder))
-    found = {name: _sequence_in(folder, name) for name in SEQUENCES}
-    if found["flair"] is None:
+    try:
+        entries = sorted((e for e in folder.iterdir() if not e.name.startswith(".")), key=lambda e: e.name)
+    except OSError as error:
+        return Case(folder.name, problem=f"{folder}: cannot list the folder ({error.strerror or error})")
+    roles, channels, others = _classify(folder.name, entries)
+    problem = _channel_problem(channels)
+    if not problem:
+        for number, role in enumerate(MSD_CHANNELS):
+            roles.setdefault(role, []).extend(channels.get(number, []))
+    problem = problem or _duplicate_problem(roles) or _unknown_problem(roles, others)
+    if problem:
+        return Case(folder.name, problem=f"{folder}: {problem}")
+    if not roles.get("flair"):
         problem = "no Kaggle slices (<case>_1.tif) and no FLAIR (flair.nii.gz, flair.nrrd, ... or a flair/ DICOM folder)"
         return Case(folder.name, problem=f"{folder}: {problem}")
-    return Case(folder.name, **found)
+    return Case(folder.name, **{name: str(roles[name][0]) if roles.get(name) else None for name in SEQUENCES})
 
 
-def _sequence_in(folder: Path, name: str) -> str | None:
-    """``<name>.<volume suffix>`` or a ``<name>/`` DICOM series folder, matched case-insensitively."""
-    for entry in sorted(folder.iterdir()):
-        lower = entry.name.lower()
-        if entry.is_dir() and lower == name:
-            return str(entry)
-        if not entry.is_dir() and any(lower == name + suffix for suffix in VOLUME_SUFFIXES):
-            return str(entry)
+def _classify(case_id: str, entries: list[Path]) -> tuple[dict[str, list[Path]], dict[int, list[Path]], list[Path]]:
+    """A folder's entries by role, MSD channel files by number, and the other volume files and sub-folders."""
+    roles: dict[str, list[Path]] = {}
+    channels: dict[int, list[Path]] = {}
+    others = []
+    for entry in entries:
+        is_dir = entry.is_dir()
+        stem = entry.name if is_dir else _volume_stem(entry.name)
+        if stem is None:
+            continue  # notes, checksums, raw data of a header: never an image on its own
+        key = _without_case_prefix(stem, case_id)
+        if key in NAMES:
+            roles.setdefault(NAMES[key], []).append(entry)
+        elif CHANNEL.fullmatch(key) and not is_dir:
+            channels.setdefault(int(key), []).append(entry)
+        else:
+            others.append(entry)
+    return roles, channels, others
+
+
+def _volume_stem(name: str) -> str | None:
+    lower = name.lower()
+    return next((name[: -len(s)] for s in VOLUME_SUFFIXES if lower.endswith(s)), None)
+
+
+def _without_case_prefix(stem: str, case_id: str) -> str:
+    """``BraTS2021_00000_t1ce`` -> ``t1ce``: BraTS and nnU-Net repeat the case id in every file name."""
+    stem, case = stem.casefold(), case_id.casefold()
+    for separator in "_-":
+        if stem.startswith(case + separator):
+            return stem[len(case) + 1 :]
+    return stem
+
+
+def _channel_problem(channels: dict[int, list[Path]]) -> str | None:
+    """Channel numbers name a sequence only in the MSD brain-tumour layout (exactly _0000.._0003)."""
+    if not channels or sorted(channels) == list(range(len(MSD_CHANNELS))):
+        return None
+    files = [e for number in sorted(channels) for e in channels[number]]
+    return (
+        f"channel files {_listing(files)} are not the MSD brain-tumour set _0000.._0003, so which one is the FLAIR, "
+        "T1 or T1c is unknown; list this case in a manifest (case_id,flair,t1,t1c)"
+    )
+
+
+def _duplicate_problem(roles: dict[str, list[Path]]) -> str | None:
+    """Two files for one sequence: picking either could feed the wrong series, so neither is picked."""
+    for name in SEQUENCES:
+        if len(roles.get(name, [])) > 1:
+            return f"more than one {LABELS[name]}: {_listing(roles[name])}; keep one or list the case in a manifest"
     return None
+
+
+def _unknown_problem(roles: dict[str, list[Path]], others: list[Path]) -> str | None:
+    """Images under unknown names while a sequence is missing: one of them may be it, so the FLAIR must not stand in."""
+    missing = [LABELS[name] for name in SEQUENCES if not roles.get(name)]
+    if not missing:
+        return None
+    unknown = [e for e in others if not e.is_dir() or _looks_like_dicom(e)]
+    if not unknown:
+        return None
+    missing = ", ".join(missing[:-1]) + " or " * (len(missing) > 1) + missing[-1]
+    return (
+        f"no {missing} among {_listing(unknown)}; rename them (flair, t1, t1c, BraTS t1ce/t2f/t1n "
+        "or MSD <case>_0000.._0003) or list the case in a manifest"
+    )
+
+
+def _looks_like_dicom(folder: Path) -> bool:
+    """A ``.dcm`` file or the DICM marker in one of the folder's first few files."""
+    try:
+        files = [e for e in sorted(folder.iterdir())[:20] if e.is_file()][:3]
+        for file in files:
+            if file.suffix.lower() in (".dcm", ".ima"):
+                return True
+            with open(file, "rb") as stream:
+                if stream.read(132)[128:] == b"DICM":
+                    return True
+    except OSError:
+        return False
+    return False
+
+
+def _listing(entries: list[Path], limit: int = 4) -> str:
+    """File names for a one-line message; a long list is cut."""
+    names = [e.name + ("/" if e.is_dir() else "") for e in entries]
+    if len(names) <= limit:
+        return ", ".join(names)
+    return ", ".join(names[:limit]) + f", ... ({len(names)} in all)"
 
 
 def _check_id(case_id: str, where: str) -> None:

@@ -12,9 +12,13 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["FIELDS", "Summary", "completed_report", "ok_row", "failed_row", "skipped_row", "one_line"]
+__all__ = ["FIELDS", "Summary", "completed_report", "ok_row", "failed_row", "skipped_row", "one_line", "sequences_used"]
 
-FIELDS = ("case_id", "status", "tumor_detected", "tumor_volume_ml", "positive_slices", "seconds", "error")
+# new columns go at the end, so that readers that index columns by position keep working
+FIELDS = (
+    "case_id", "status", "tumor_detected", "tumor_volume_ml", "positive_slices", "seconds", "error", "sequences",
+    "confidence", "flagged", "warnings",
+)
 REPORT_KEYS = ("case_id", "tumor_detected", "tumor_volume_ml", "slices")
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once: the table gets the permissions of any file the user creates, not mkstemp's 0600
@@ -37,7 +41,25 @@ def _row(case_id: str, status: str, report: dict | None = None, seconds: float |
         volume = report.get("tumor_volume_ml")
         row["tumor_volume_ml"] = "" if volume is None else f"{volume:.3f}"
         row["positive_slices"] = str(sum(bool(s.get("positive")) for s in report["slices"]))
+        row["sequences"] = sequences_used(report)
+        quality = report.get("quality") or {}  # reports of older releases have none
+        if quality.get("confidence") is not None:
+            row["confidence"] = f"{quality['confidence']:.3f}"
+        if "flagged" in quality:
+            row["flagged"] = "true" if quality["flagged"] else "false"
+        row["warnings"] = ";".join(w["code"] for w in quality.get("warnings", []))
     return row
+
+
+def sequences_used(report: dict) -> str:
+    """``flair;t1;t1c``, or fewer where the FLAIR stood in for a missing T1 or T1c: a result's inputs at a glance.
+
+    ``kaggle`` for a Kaggle slice folder, whose three channels come with the slices.
+    """
+    inputs = report.get("inputs") or {}
+    if inputs.get("kaggle"):
+        return "kaggle"
+    return ";".join(name for name in ("flair", "t1", "t1c") if inputs.get(name))
 
 
 def ok_row(case_id: str, report: dict, seconds: float) -> dict:
