@@ -13,13 +13,18 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from .checks import lesion_warnings
 from .errors import InputError
+from .measurements import measure
 from .outputs import CaseWriter, case_folder_ready, write_json_atomic, write_mask_nifti, write_overlay_png, write_seg_nrrd
 from .pipeline import TumorSegPipeline
+from .quality import case_features, uncertain_slices
 from .progress import Progress
 from .study import Study, is_kaggle_case, load_kaggle_case, load_volumes
 
-__all__ = ["detect_case", "read_case", "finish_case", "load_study", "build_report", "slices_summary"]
+KAGGLE_VOXEL_ML = 0.94 * 0.94 * 5.0 / 1000  # a Kaggle slice stack has no spacing: about 0.94 mm pixels, 5 mm slices
+
+__all__ = ["detect_case", "read_case", "finish_case", "load_study", "build_report", "slices_summary", "quality_summary"]
 
 
 def load_study(
@@ -48,7 +53,34 @@ def slices_summary(report: dict) -> str:
     return f"tumour on {report['tumor_slices']} of {len(report['slices'])} slices; {checked} checked by the segmenter"
 
 
-def build_report(study: Study, prediction, mask, pipeline: TumorSegPipeline, timing: dict) -> dict:
+def assess_quality(study: Study, prediction, mask, pipeline: TumorSegPipeline) -> dict:
+    """report.json's ``quality``: the calibrated confidence (monai_core.quality) and the input warnings."""
+    grid = study.grid
+    voxel_ml = float(np.prod(grid.GetSpacing())) / 1000 if grid is not None else KAGGLE_VOXEL_ML
+    features = case_features(prediction.slice_probability, prediction.tumour_probability,
+                             prediction.flipped_probability, pipeline.mask_threshold, voxel_ml)
+    on_grid = mask if isinstance(mask, np.ndarray) else sitk.GetArrayViewFromImage(mask)
+    warnings = [*study.warnings, *lesion_warnings(on_grid)]
+    uncertain = uncertain_slices(prediction.slice_probability, prediction.tumour_probability,
+                                 prediction.flipped_probability, pipeline.mask_threshold)
+    if pipeline.quality is None:  # a bundle without a calibrated confidence model
+        assessed = {"confidence": None, "expected_dice": None, "flagged": bool(warnings)}
+    else:
+        assessed = pipeline.quality.assess(features)
+    return {**assessed, "warnings": warnings, "uncertain_slices": uncertain}
+
+
+def quality_summary(quality: dict) -> str:
+    """"confidence 0.86" or "LOW CONFIDENCE 0.31 (expected Dice 0.45): review carefully", for the CLI and batch."""
+    if quality.get("confidence") is None:
+        return "confidence not calibrated for this bundle"
+    text = f"confidence {quality['confidence']:.2f}"
+    if quality["flagged"]:
+        text = f"LOW CONFIDENCE {quality['confidence']:.2f} (expected Dice {quality['expected_dice']:.2f}): review carefully"
+    return text
+
+
+def build_report(study: Study, prediction, mask, pipeline: TumorSegPipeline, timing: dict, quality: dict | None = None) -> dict:
     pixels = study.pixels_per_slice(mask)
     total = int(sum(pixels))
     voxel_ml = study.voxel_ml()
@@ -72,6 +104,8 @@ def build_report(study: Study, prediction, mask, pipeline: TumorSegPipeline, tim
             "mask": pipeline.mask_threshold,
             "min_component_fraction": pipeline.min_component_fraction,
         },
+        "measurements": measure(mask),  # null for a Kaggle slice stack: no spacing
+        "quality": quality if quality is not None else assess_quality(study, prediction, mask, pipeline),
         "bundle": pipeline.identity,
         "timing_s": {k: round(v, 3) for k, v in timing.items()},
     }
@@ -157,18 +191,24 @@ def finish_case(
         if overlay:
             model_masks = prediction.tumour_probability >= pipeline.mask_threshold
             write_overlay_png(study.slices, model_masks, prediction.positive, folder / "overlay.png")
+        quality = assess_quality(study, prediction, mask, pipeline)
         flair_uid = (study.inputs.get("series_uids") or {}).get("flair")
-        seg_note = _write_dicom_seg(study.inputs["flair"], flair_uid, mask, pipeline, folder) if dicom_seg else None
+        seg_note = (
+            _write_dicom_seg(study.inputs["flair"], flair_uid, mask, pipeline, folder, quality["flagged"]) if dicom_seg else None
+        )
         timing["total_s"] = timing["load_s"] + time.perf_counter() - started
-        report = build_report(study, prediction, mask, pipeline, timing)
+        report = build_report(study, prediction, mask, pipeline, timing, quality)
         if seg_note is not None:
             report["dicom_seg"] = seg_note
         write_json_atomic(folder / "report.json", report)  # last: its presence marks the case complete
+    for item in report["quality"]["warnings"]:
+        progress("warning", 1.0, f"{item['message']} [{item['code']}]")
+    progress("quality", 1.0, quality_summary(report["quality"]))
     progress("done", 1.0, f"{study.case_id}: {'tumour' if report['tumor_detected'] else 'no tumour'} detected")
     return report
 
 
-def _write_dicom_seg(flair, series_uid, mask: sitk.Image, pipeline: TumorSegPipeline, folder: Path) -> dict:
+def _write_dicom_seg(flair, series_uid, mask: sitk.Image, pipeline: TumorSegPipeline, folder: Path, low_confidence: bool) -> dict:
     """DICOM-SEG referencing the FLAIR series' own instances (see monai_core.dicom_seg)."""
     from .dicom_seg import EmptySegmentationError, write_dicom_seg
     from .io.dicom import read_series
@@ -182,6 +222,7 @@ def _write_dicom_seg(flair, series_uid, mask: sitk.Image, pipeline: TumorSegPipe
             folder / "segmentation.dcm",
             algorithm_name=identity.get("name") or "TumorSeg",
             algorithm_version=identity.get("version") or "unknown",
+            low_confidence=low_confidence,
         )
     except EmptySegmentationError as error:  # the standard needs at least one frame
         return {"written": False, "reason": error.problem}

@@ -41,7 +41,7 @@ class PatientPrediction:
         return keep_main_components((self.tumour_probability >= mask_threshold) & gate, min_component_fraction)
 
 
-def _truth(case_dir: Path) -> np.ndarray:
+def truth_masks(case_dir: Path) -> np.ndarray:
     return np.stack([np.asarray(Image.open(mask)) > 0 for _, _, mask in find_slices(case_dir)])
 
 
@@ -55,7 +55,7 @@ def predict_patients(
         study = load_kaggle_case(Path(dataset_dir) / patient)
         x = torch.from_numpy(study.slices)
         out.append(
-            PatientPrediction(patient, study.slices, _truth(Path(dataset_dir) / patient), pipeline.classify(x), pipeline.segment(x))
+            PatientPrediction(patient, study.slices, truth_masks(Path(dataset_dir) / patient), pipeline.classify(x), pipeline.segment(x))
         )
         if progress:
             progress("evaluate", (i + 1) / len(patients), patient)

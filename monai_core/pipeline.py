@@ -23,6 +23,7 @@ from .autocast import cpu_autocast_forward
 from .errors import InputError
 from .networks import ResUNet
 from .postprocess import keep_main_components
+from .quality import QualityModel
 from .runtime import keep_freed_memory
 from .weights import load_bundle_torchscript, load_state_dict, sha256
 
@@ -39,6 +40,7 @@ class SlicePrediction:
     slice_probability: np.ndarray  # (N,)
     positive: np.ndarray  # (N,) bool, probability >= classifier threshold
     tumour_probability: np.ndarray  # (N, 256, 256) float32, zero outside the kept 3D components
+    flipped_probability: np.ndarray | None = None  # the same from left-right flipped slices, on the mask's slices
 
 
 class TumorSegPipeline:
@@ -68,6 +70,8 @@ class TumorSegPipeline:
         self.classifier_batch = int(config["classifier_batch_size"])
         self.segmenter_batch = int(config["segmenter_batch_size"])
         self.weights = {}
+        quality = self.bundle_dir / "configs" / "quality.json"
+        self.quality = QualityModel.load(quality) if quality.is_file() else None
         self.segmenter = self._load_segmenter(config["network_def"], segmenter_weights)
         self.classifier = self._load_classifier(classifier_weights)
 
@@ -128,8 +132,23 @@ class TumorSegPipeline:
         tumour = np.zeros((len(x), *x.shape[2:]), np.float32)
         index = np.flatnonzero(positive)
         progress("segment", 0.0, f"segmenting {len(index)} flagged slices")
+        flipped = None
         if len(index):
             tumour[index] = self.segment(x[torch.from_numpy(index)])
             mask = tumour >= self.mask_threshold
             tumour[mask & ~keep_main_components(mask, self.min_component_fraction)] = 0.0  # scattered specks
-        return SlicePrediction(probability, positive, tumour)
+            flipped = self.flipped_segmentation(x, tumour >= self.mask_threshold)
+        return SlicePrediction(probability, positive, tumour, flipped)
+
+    def flipped_segmentation(self, slices: torch.Tensor, mask: np.ndarray) -> np.ndarray:
+        """Segmenter probabilities of the left-right mirrored slices that hold the mask, mirrored back.
+
+        Test-time augmentation for the confidence (monai_core.quality): only the lesion's slices are
+        run again, a small share of a study.
+        """
+        flipped = np.zeros(mask.shape, np.float32)
+        index = np.flatnonzero(mask.reshape(len(mask), -1).any(1))
+        if len(index):
+            mirrored = torch.flip(slices[torch.from_numpy(index)], dims=[-1])
+            flipped[index] = self.segment(mirrored)[:, :, ::-1]
+        return flipped

@@ -145,7 +145,26 @@ def test_probability_table_has_one_row_per_slice(sample, detected):
         assert table.GetValueByName(row, "Tumor probability").ToDouble() == pytest.approx(entry["tumor_probability"])
         assert table.GetValueByName(row, "Positive").ToInt() == int(entry["positive"])
         assert table.GetValueByName(row, "Tumor pixels").ToInt() == entry["tumor_pixels"]
+        uncertain = entry["index"] in detected["report"]["quality"]["uncertain_slices"]
+        assert table.GetValueByName(row, "Uncertain").ToInt() == int(uncertain)
     assert sorted(e["index"] for e in detected["report"]["slices"]) == list(range(n_slices))
+
+
+def test_quality_message_lists_low_confidence_and_warnings(detected):
+    report = detected["report"]
+    quality = report["quality"]
+    assert {"confidence", "expected_dice", "flagged", "warnings"} <= quality.keys()
+    assert quality["warnings"] == []  # FLAIR, T1 and T1c of one session: nothing to warn about
+    assert (TumorSegLogic.qualityMessage(report) == "") == (not quality["flagged"])
+    flagged = {**report, "quality": {"confidence": 0.21, "expected_dice": 0.43, "flagged": True, "uncertain_slices": [3, 4],
+                                     "warnings": [{"code": "t1c_missing", "message": "no post-contrast T1"}]}}
+    assert TumorSegLogic.qualityMessage(flagged).splitlines() == [
+        "Low confidence: review this result carefully (confidence 0.21, expected Dice 0.43).",
+        "Uncertain slices: 3, 4",
+        "Warning: no post-contrast T1",
+    ]
+    clean = {**report, "quality": {"confidence": 0.9, "expected_dice": 0.88, "flagged": False, "uncertain_slices": [], "warnings": []}}
+    assert TumorSegLogic.qualityMessage(clean) == ""
 
 
 def test_slice_index_and_jump_position_match_the_mask(sample, detected):

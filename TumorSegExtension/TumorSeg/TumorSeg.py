@@ -227,6 +227,9 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def showResults(self, segmentationNode):
         tableNode = segmentationNode.GetNodeReference(SEGMENTATION_TABLE_ROLE) if segmentationNode else None
         report = TumorSegLogic.reportFromSegmentation(segmentationNode)
+        message = TumorSegLogic.qualityMessage(report) if report else ""
+        self.ui.qualityWarningLabel.text = message
+        self.ui.qualityWarningLabel.visible = bool(message)
         if report is None:
             self.ui.volumeValueLabel.text = "-"
             self.ui.flaggedSlicesValueLabel.text = "-"
@@ -637,6 +640,22 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
         return (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
 
     @staticmethod
+    def qualityMessage(report):
+        """The warning box's text: a low confidence and every input warning; empty when there is nothing to say."""
+        quality = report.get("quality") or {}
+        lines = []
+        if quality.get("flagged"):
+            confidence = quality.get("confidence")
+            expected = quality.get("expected_dice")
+            detail = f" (confidence {confidence:.2f}, expected Dice {expected:.2f})" if confidence is not None else ""
+            lines.append(f"Low confidence: review this result carefully{detail}.")
+            uncertain = quality.get("uncertain_slices") or []
+            if uncertain:
+                lines.append("Uncertain slices: " + ", ".join(str(i) for i in uncertain[:20]) + (" ..." if len(uncertain) > 20 else ""))
+        lines += [f"Warning: {w['message']}" for w in quality.get("warnings", [])]
+        return "\n".join(lines)
+
+    @staticmethod
     def reportFromSegmentation(segmentationNode):
         text = segmentationNode.GetAttribute(REPORT_ATTRIBUTE) if segmentationNode else None
         return json.loads(text) if text else None
@@ -867,8 +886,9 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
             ("Positive", vtk.vtkIntArray, "positive"),
             ("Tumor pixels", vtk.vtkIntArray, "tumor_pixels"),
         )
-        slices = report.get("slices", [])
-        for name, arrayClass, key in columns:
+        uncertain = set((report.get("quality") or {}).get("uncertain_slices") or [])
+        slices = [{**entry, "uncertain": entry["index"] in uncertain} for entry in report.get("slices", [])]
+        for name, arrayClass, key in (*columns, ("Uncertain", vtk.vtkIntArray, "uncertain")):
             array = arrayClass()
             array.SetName(name)
             array.SetNumberOfValues(len(slices))
@@ -881,6 +901,7 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
         tableNode.SetColumnDescription("Tumor probability", "slice classifier's tumour probability")
         tableNode.SetColumnDescription("Positive", "1 if the classifier passed the slice to the segmenter (not: tumour found)")
         tableNode.SetColumnDescription("Tumor pixels", "tumour pixels in the slice")
+        tableNode.SetColumnDescription("Uncertain", "1 if this slice makes the result uncertain (the mask changes when the slice is mirrored, or the classifier and segmenter disagree)")
         tableNode.SetLocked(True)
         tableNode.EndModify(wasModifying)
         return tableNode

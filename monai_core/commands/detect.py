@@ -36,7 +36,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from ..detect import detect_case, slices_summary
+    from ..detect import detect_case, quality_summary, slices_summary
     from ..errors import InputError
     from ..outputs import case_folder_ready
     from ..pipeline import DEFAULT_BUNDLE, TumorSegPipeline
@@ -78,7 +78,11 @@ def run(args) -> int:
     if sizes.get("longest_diameter_mm") is not None:
         summary += f", largest axial diameters {sizes['longest_diameter_mm']:.0f}"
         summary += f" x {sizes['perpendicular_diameter_mm']:.0f} mm"
+    summary += f"; {quality_summary(report['quality'])}"
     print(summary)
+    if args.progress == "none":  # otherwise the progress lines carried them
+        for item in report["quality"]["warnings"]:
+            print(f"tumorseg: warning: {item['message']} [{item['code']}]", file=sys.stderr)
     print(f"outputs: {Path(args.output) / report['case_id']}")
     return 0
 
