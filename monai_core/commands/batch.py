@@ -10,10 +10,13 @@ __all__ = ["add_parser", "run"]
 
 DESCRIPTION = """\
 Run detection on every case of ROOT_DIR (one sub-folder per case: a Kaggle-layout patient folder,
-or flair/t1/t1c NIfTI/NRRD files or DICOM series folders) or of a CSV manifest with the columns
-case_id,flair,t1,t1c (t1 and t1c may be empty; relative paths are relative to the manifest).
-Each case gets the outputs of `tumorseg detect` in OUT/<case_id>/; OUT/summary.csv has one row
-per case. Exit code 3 when any case failed."""
+or NIfTI/NRRD files or DICOM series folders named flair/t1/t1c, BraTS flair/t1/t1ce, BraTS 2023
+t2f/t1n/t1c, optionally after "<case>_", or MSD channel files <case>_0000..0003) or of a CSV
+manifest with the columns case_id,flair,t1,t1c (t1 and t1c may be empty; relative paths are
+relative to the manifest). Unrecognised or duplicate names fail the case instead of a silent
+FLAIR substitution. Each case gets the outputs of `tumorseg detect` in OUT/<case_id>/;
+OUT/summary.csv has one row per case, with its sequences, confidence, flag and warnings.
+Exit code 3 when any case failed."""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
