@@ -13,6 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 KAGGLE = DATA / "kaggle_3m"
 RAW = DATA / "TCGA-FG-6692"
+VALIDATION = DATA / "validation"  # a fold-0 validation patient: not trained on
+BET = DATA / "bet"  # real skull-stripped scans with reference masks
 BUNDLE = ROOT / "bundle"
 SAMPLE_PATIENTS = sorted(p.name for p in KAGGLE.iterdir() if p.is_dir())
 
