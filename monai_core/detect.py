@@ -125,13 +125,18 @@ def detect_case(
     overwrite: bool = False,
     progress: Progress | None = None,
     series_uids: dict[str, str] | None = None,
+    dicom_sr: bool = False,
 ) -> dict:
     """Run the whole pipeline on one study and write ``out_root/<case_id>/``; returns the report.
 
     ``series_uids`` picks the series of each sequence when its path is a DICOM study folder.
+    ``dicom_sr`` adds measurements.dcm, which references the SEG and so needs ``dicom_seg``.
     """
+    if dicom_sr and not dicom_seg:
+        raise InputError(None, "--dicom-sr needs --dicom-seg: the SR references the DICOM-SEG's segment")
     study, timing = read_case(out_root, kaggle_dir, flair, t1, t1c, case_id, dicom_seg, overwrite, progress, series_uids)
-    return finish_case(pipeline, study, timing, out_root, seg_nrrd, overlay, dicom_seg, overwrite, progress)
+    return finish_case(pipeline, study, timing, out_root, seg_nrrd, overlay, dicom_seg, overwrite, progress,
+                       dicom_sr)
 
 
 def read_case(
@@ -172,6 +177,7 @@ def finish_case(
     dicom_seg: bool = False,
     overwrite: bool = False,
     progress: Progress | None = None,
+    dicom_sr: bool = False,
 ) -> dict:
     """The second half of :func:`detect_case`: both networks, map back, write the outputs; returns the report."""
     progress = progress or (lambda *a: None)
@@ -200,6 +206,9 @@ def finish_case(
         report = build_report(study, prediction, mask, pipeline, timing, quality)
         if seg_note is not None:
             report["dicom_seg"] = seg_note
+        if dicom_sr:  # after the SEG, which it references, and after the measurements it holds
+            report["dicom_sr"] = _write_dicom_sr(study.inputs["flair"], flair_uid, report["measurements"], pipeline,
+                                                 folder, quality["flagged"])
         write_json_atomic(folder / "report.json", report)  # last: its presence marks the case complete
     for item in report["quality"]["warnings"]:
         progress("warning", 1.0, f"{item['message']} [{item['code']}]")
@@ -227,3 +236,25 @@ def _write_dicom_seg(flair, series_uid, mask: sitk.Image, pipeline: TumorSegPipe
     except EmptySegmentationError as error:  # the standard needs at least one frame
         return {"written": False, "reason": error.problem}
     return {"written": True, "file": "segmentation.dcm"}
+
+
+def _write_dicom_sr(flair, series_uid, measurements: dict, pipeline: TumorSegPipeline, folder: Path,
+                    low_confidence: bool) -> dict:
+    """TID 1500 measurement report referencing segmentation.dcm and the FLAIR series (see monai_core.dicom_sr)."""
+    from .dicom_sr import EmptyMeasurementsError, write_measurement_report
+    from .io.dicom import read_series
+
+    identity = pipeline.identity
+    try:
+        write_measurement_report(
+            measurements,
+            folder / "segmentation.dcm",
+            read_series(flair, series_uid).datasets,
+            folder / "measurements.dcm",
+            algorithm_name=identity.get("name") or "TumorSeg",
+            algorithm_version=identity.get("version") or "unknown",
+            low_confidence=low_confidence,
+        )
+    except EmptyMeasurementsError as error:  # no tumour: nothing to measure, no segment to reference
+        return {"written": False, "reason": error.problem}
+    return {"written": True, "file": "measurements.dcm"}

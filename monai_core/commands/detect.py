@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import add_output_options
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "run", "detect_from_args"]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -29,32 +29,40 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", required=True, help="output folder; results go to OUTPUT/<case_id>/")
     parser.add_argument("--case-id", help="name of the case folder (default: from the input name)")
     add_output_options(parser, "also write segmentation.dcm (DICOM input only)")
+    parser.add_argument("--dicom-sr", action="store_true",
+                        help="also write measurements.dcm, a DICOM SR (TID 1500) referencing the SEG; needs --dicom-seg")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing case folder")
     parser.add_argument("--progress", choices=["text", "json", "none"], default="text", help="progress on stderr")
     parser.set_defaults(run=run)
     return parser
 
 
-def run(args) -> int:
-    from ..detect import detect_case, quality_summary, slices_summary
+def detect_from_args(args, progress, pipeline=None) -> dict:
+    """Check the parsed ``detect`` arguments, load the models unless ``pipeline`` is given, run the case.
+
+    Returns the report. Shared by :func:`run` and the warm engine (``monai_core.engine``), which
+    keeps one pipeline loaded between requests.
+    """
+    from ..detect import detect_case
     from ..errors import InputError
     from ..outputs import case_folder_ready
     from ..pipeline import DEFAULT_BUNDLE, TumorSegPipeline
-    from ..progress import reporter
 
     if sum(x is not None for x in (args.case_dir, args.flair, args.study)) != 1:
         raise InputError(None, "give exactly one of: a Kaggle case folder, --flair, or --study")
     if args.study is not None and (args.t1 or args.t1c):
         raise InputError(None, "with --study, choose series with --t1-series/--t1c-series, not --t1/--t1c")
     _check_paths(args.output, args.case_dir, args.flair, args.t1, args.t1c, args.study)  # before the slow model load
+    if args.dicom_sr:
+        _check_dicom_sr(args)
     series_uids = None
     if args.study is not None:
         args.flair, args.t1, args.t1c, series_uids = _study_series(args)
     if args.case_id is not None:
         case_folder_ready(args.output, args.case_id, args.overwrite)
-    progress = reporter(args.progress)
-    progress("load", 0.0, "loading the models")
-    pipeline = TumorSegPipeline(args.bundle or DEFAULT_BUNDLE)
+    if pipeline is None:
+        progress("load", 0.0, "loading the models")
+        pipeline = TumorSegPipeline(args.bundle or DEFAULT_BUNDLE)
     report = detect_case(
         pipeline,
         args.output,
@@ -69,7 +77,16 @@ def run(args) -> int:
         overwrite=args.overwrite,
         progress=progress,
         series_uids=series_uids,
+        dicom_sr=args.dicom_sr,
     )
+    return report
+
+
+def run(args) -> int:
+    from ..detect import quality_summary, slices_summary
+    from ..progress import reporter
+
+    report = detect_from_args(args, reporter(args.progress))
     volume = report["tumor_volume_ml"]
     summary = f"{report['case_id']}: {'tumour detected' if report['tumor_detected'] else 'no tumour detected'}"
     summary += f", {slices_summary(report)}"
@@ -105,6 +122,16 @@ def _check_paths(out_root, *inputs) -> None:
         raise InputError(out_root, "the output folder is not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise InputError(out_root, "cannot write the output folder (read-only or permission denied)")
+
+
+def _check_dicom_sr(args) -> None:
+    """The SR references the SEG's segment and the FLAIR's DICOM series, so both must exist."""
+    from ..errors import InputError
+
+    if not args.dicom_seg:
+        raise InputError(None, "--dicom-sr needs --dicom-seg: the SR references the DICOM-SEG's segment")
+    if args.study is None and (args.flair is None or not Path(args.flair).is_dir()):
+        raise InputError(args.flair or args.case_dir, "--dicom-sr needs the FLAIR as a DICOM series folder")
 
 
 def _study_series(args):
