@@ -145,7 +145,9 @@ def test_every_subdirectory_and_listed_file_exists(top, module):
     assert _expand(args[args.index("NAME") + 1], variables) == "TumorSeg"
     scripts, resources = lists["MODULE_PYTHON_SCRIPTS"], lists["MODULE_PYTHON_RESOURCES"]
     assert "${MODULE_PYTHON_SCRIPTS}" in args and "${MODULE_PYTHON_RESOURCES}" in args
-    assert scripts == ["TumorSeg.py"]
+    # the module file, then its helper package TumorSegLib/ (every .py file of it)
+    helpers = {p.relative_to(MODULE_DIR).as_posix() for p in (MODULE_DIR / "TumorSegLib").glob("*.py")}
+    assert scripts[0] == "TumorSeg.py" and set(scripts[1:]) == helpers, scripts
     for relative in scripts + resources:
         assert (MODULE_DIR / relative).is_file(), f"listed in CMakeLists.txt but missing: {relative}"
 

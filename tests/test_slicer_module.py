@@ -385,6 +385,90 @@ def test_engine_error_reaches_the_caller_as_one_line(tmp_path):
     assert not logic.isRunning()
 
 
+# --- the warm engine -----------------------------------------------------------------------------
+
+
+def _engine(logic):
+    """The session's warm engine process (TumorSegLib/engine.py) that the logic's runs use."""
+    return TumorSeg.sharedEngine(logic.pythonExecutable(), logic.engineDirectory())
+
+
+def test_second_run_reuses_the_warm_engine(sample):
+    """Two clicks: one engine process, the models loaded once, and the same result.
+
+    The second click is faster because it skips starting Python, importing torch and loading the
+    networks; that is shown by the PID and the load count, not by timing (tests/benchmarks/slicer_warm_engine.py).
+    """
+    scene, flair, t1, t1c, _ = sample
+    TumorSegLogic.stopEngine()  # the first click starts the engine, whatever ran before
+    logic = TumorSegLogic()
+    runs = []
+    for _ in range(2):
+        messages = []
+        segmentation = logic.process(flair, t1, t1c, progressCallback=lambda p, m: messages.append(m))
+        engine = _engine(logic)
+        runs.append(dict(segmentation=segmentation, messages=messages, pid=engine.pid, alive=engine.isAlive(),
+                         starts=engine.starts, loads=engine.modelLoads, answer=engine.lastAnswer))
+    first, second = runs
+    assert first["segmentation"] is not None and second["segmentation"] is not None
+    assert first["alive"] and second["alive"], "the engine should stay alive between runs"
+    assert second["pid"] == first["pid"]
+    assert (second["starts"], second["loads"]) == (1, 1)
+    assert first["answer"]["engine"] == {"pid": first["pid"], "requests": 1, "model_loads": 1}
+    assert second["answer"]["engine"] == {"pid": first["pid"], "requests": 2, "model_loads": 1}
+    assert "loading the models" in first["messages"] and "loading the models" not in second["messages"]
+    # The same result, up to the rigid registration, which is multi-threaded and not bit-reproducible
+    # (about 1e-7 between runs in the preprocessed slices): a few voxels may flip.
+    assert _dice(_export_tumor(first["segmentation"], flair)[0], _export_tumor(second["segmentation"], flair)[0]) > 0.95
+    assert not logic.isRunning()
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to list the process tree")
+def test_cancel_ends_the_warm_engine_and_the_next_run_starts_a_new_one(sample):
+    scene, flair, t1, t1c, _ = sample
+    logic = TumorSegLogic()
+    assert logic.process(flair, t1, t1c) is not None
+    engine = _engine(logic)
+    warm_pid = engine.pid
+    before = sf.scene_node_ids(scene)
+    seen = {}
+
+    def on_progress(fraction, message):
+        run = logic._run
+        if fraction > 0.05 and "pid" not in seen and run is not None:
+            seen.update(pid=run.process.pid, temp=run.tempDir, group=_group_pids(run.process.pid))
+            logic.cancel()
+
+    assert logic.process(flair, t1, t1c, progressCallback=on_progress) is None
+    assert seen.get("pid") == warm_pid, "the second run should run on the warm engine"
+    assert seen["group"]
+    deadline = time.monotonic() + 60  # a bound on waiting for the kernel to reap, not a speed check
+    while _group_pids(warm_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _group_pids(warm_pid) == []
+    assert not engine.isAlive()
+    assert not Path(seen["temp"]).exists()
+    assert sf.scene_node_ids(scene) == before
+
+    third = logic.process(flair, t1, t1c)
+    assert third is not None and third.GetSegmentation().GetSegment("Tumor") is not None
+    engine = _engine(logic)
+    assert engine.isAlive() and engine.pid != warm_pid
+    assert engine.lastAnswer["engine"] == {"pid": engine.pid, "requests": 1, "model_loads": 1}
+    assert not logic.isRunning()
+
+
+def test_module_never_imports_the_engine_in_slicers_python():
+    """Slicer's own Python stays free of torch: the module and TumorSegLib import no engine package."""
+    files = [sf.MODULE_DIR / "TumorSeg.py", *sorted((sf.MODULE_DIR / "TumorSegLib").glob("*.py"))]
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            for name in names:
+                assert name.split(".")[0] not in ("torch", "monai", "monai_core"), f"{path.name} imports {name}"
+
+
 # --- dependencies ------------------------------------------------------------------------------
 
 

@@ -1,10 +1,11 @@
 """TumorSeg: detect and segment a brain tumour on a FLAIR MRI with the TumorSeg engine (monai_core).
 
 The module is thin. It converts between MRML nodes and the engine's files and shows progress:
-the inputs are written to a temporary folder in their own geometry, ``monai_core detect`` runs in a
-separate process (``PythonSlicer -m monai_core detect ... --progress json``), and the result comes
-back as a segmentation node on the FLAIR's grid with one "Tumor" segment and a table of per-slice
-tumour probabilities. ``TumorSegLogic`` works without the GUI::
+the inputs are written to a temporary folder in their own geometry, ``monai_core`` detects in a
+separate process that stays warm between runs (``PythonSlicer -m monai_core.engine``, with the
+models loaded once; TumorSegLib/engine.py), and the result comes back as a segmentation node on the
+FLAIR's grid with one "Tumor" segment and a table of per-slice tumour probabilities.
+``TumorSegLogic`` works without the GUI::
 
     logic = TumorSegLogic()
     segmentationNode = logic.process(flairNode, t1Node, t1cNode)
@@ -15,14 +16,11 @@ import io
 import json
 import logging
 import os
-import queue
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -36,6 +34,8 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
+from TumorSegLib.engine import Engine, sharedEngine, stopSharedEngine
+from TumorSegLib.errors import TumorSegError
 
 # Standard terminology of the result segment (serialized as Slicer's terminology logic does):
 # category Morphologically Altered Structure (SCT 49755003), type Neoplasm (SCT 108369006),
@@ -72,17 +72,6 @@ ENGINE_PACKAGE = "monai_core"
 ENGINE_SUBDIR = "TumorSegLib"
 # Slicer ships these itself; replacing them from PyPI could break Slicer, so they are not in requirements.txt.
 PROVIDED_BY_SLICER = ("numpy", "SimpleITK")
-# Parts of the progress bar for the stages that monai_core reports on stderr (--progress json).
-STAGE_RANGES = {
-    "start": (0.0, 0.03),  # writing the inputs, starting the process
-    "load": (0.03, 0.15),
-    "register": (0.15, 0.45),
-    "preprocess": (0.45, 0.5),
-    "classify": (0.5, 0.7),
-    "segment": (0.7, 0.9),
-    "write": (0.9, 0.95),
-    "done": (0.95, 0.96),
-}
 MINIMUM_PYTHON = (3, 10)  # torch==2.13.0 and monai==1.6.1 need Python 3.10+ (Slicer 5.10 or later)
 
 
@@ -149,6 +138,7 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.removeObservers()
         if self.logic:
             self.logic.cancel()
+        TumorSegLogic.stopEngine()
 
     def enter(self):
         self.initializeParameterNode()
@@ -370,127 +360,11 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 #
 
 
-class TumorSegError(RuntimeError):
-    """A failure to show the user: the message is one line; ``details`` keeps the engine's output."""
-
-    def __init__(self, message, details=""):
-        super().__init__(message)
-        self.details = details
-
-
-class _DetectRun:
-    """One ``monai_core detect`` process: its temporary folder, its output lines and its state."""
-
-    def __init__(self, command, workDir, tempDir, caseDir):
-        self.tempDir = tempDir
-        self.caseDir = caseDir
-        self.lines = queue.Queue()
-        self.log = []
-        self.errorMessage = None
-        self.cancelled = False
-        self.progress = STAGE_RANGES["start"][1]
-        env = os.environ.copy()
-        env["PYTHONUNBUFFERED"] = "1"
-        env["PYTHONPATH"] = os.pathsep.join([str(workDir)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-        kwargs = {}
-        if os.name == "nt":
-            info = subprocess.STARTUPINFO()
-            info.dwFlags |= subprocess.STARTF_USESHOWWINDOW  # no console window
-            kwargs["startupinfo"] = info
-            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
-        else:
-            kwargs["start_new_session"] = True  # own process group: cancel ends the whole tree
-        self.process = subprocess.Popen(
-            command,
-            cwd=str(workDir),
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            **kwargs,
-        )
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for line in self.process.stdout:
-            self.lines.put(line.rstrip("\r\n"))
-        self.process.stdout.close()
-
-    def finished(self):
-        return self.process.poll() is not None and not self.reader.is_alive() and self.lines.empty()
-
-    def pump(self, progressCallback):
-        """Handle the output lines received so far."""
-        while True:
-            try:
-                line = self.lines.get_nowait()
-            except queue.Empty:
-                return
-            event = None
-            if line.startswith("{"):
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    event = None
-            if isinstance(event, dict) and "progress" in event:
-                # The engine reports progress within each stage; stages map to consecutive parts of the bar.
-                start, end = STAGE_RANGES.get(event.get("stage"), (self.progress, self.progress))
-                fraction = min(1.0, max(0.0, float(event.get("progress") or 0.0)))
-                self.progress = max(self.progress, start + (end - start) * fraction)
-                message = str(event.get("message") or event.get("stage") or "")
-                if progressCallback:
-                    progressCallback(self.progress, message)
-                continue
-            self.log.append(line)
-            if line.startswith("tumorseg: error: "):
-                self.errorMessage = line[len("tumorseg: error: "):].strip()
-            elif line.startswith("tumorseg: internal error: "):
-                self.errorMessage = "internal error in monai_core: " + line[len("tumorseg: internal error: "):].strip()
-            logging.info(f"monai_core: {line}")
-
-    def kill(self):
-        """End the process and all its children."""
-        if self.process.poll() is None:
-            if os.name == "nt":
-                subprocess.run(["taskkill", "/F", "/T", "/PID", str(self.process.pid)], capture_output=True)
-            else:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGTERM)
-                try:
-                    self.process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pass
-        if os.name != "nt":
-            # Children (data loader workers) may outlive the leader: end the group in every case.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-        self.reader.join(timeout=5)
-
-    def cancel(self):
-        self.cancelled = True
-        self.kill()
-
-    def removeTempDir(self):
-        shutil.rmtree(self.tempDir, ignore_errors=True)
-
-    def failure(self):
-        """The TumorSegError for a process that ended without a result."""
-        details = "\n".join(self.log[-200:])
-        code = self.process.returncode
-        if self.errorMessage:
-            return TumorSegError(self.errorMessage, details)
-        lastLine = next((line for line in reversed(self.log) if line.strip()), "")
-        return TumorSegError(f"monai_core detect ended with exit code {code}" + (f": {lastLine}" if lastLine else ""), details)
-
-
 class TumorSegLogic(ScriptedLoadableModuleLogic):
-    """Runs ``monai_core detect`` on MRML volume nodes and turns its output into MRML nodes.
+    """Runs ``monai_core`` detection on MRML volume nodes and turns its output into MRML nodes.
 
+    The detection runs in the session's warm engine process (TumorSegLib/engine.py), which keeps
+    the models loaded between runs; cancel ends it and the next run starts a new one.
     Usable without the GUI (from the Python console, a script, or tests).
     """
 
@@ -735,23 +609,36 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
     def isRunning(self):
         return self._run is not None
 
+    @staticmethod
+    def stopEngine():
+        """End the warm engine process (the next detection starts a new one)."""
+        stopSharedEngine()
+
+    def _engine(self):
+        """The session's warm engine; an engine for this run only when another logic's run is using it."""
+        engine = sharedEngine(self.pythonExecutable(), self.engineDirectory())
+        if engine.isBusy():
+            engine = Engine(self.pythonExecutable(), self.engineDirectory(), keepAlive=False)
+        return engine
+
     def _start(self, flairNode, t1Node, t1cNode, progressCallback):
-        engineDir = self.engineDirectory()
+        engine = self._engine()
         tempRoot = getattr(getattr(slicer, "app", None), "temporaryPath", None)
         tempDir = Path(tempfile.mkdtemp(prefix="TumorSeg-", dir=tempRoot))
         try:
             if progressCallback:
                 progressCallback(0.0, "Writing the input volumes...")
-            command = [self.pythonExecutable(), "-m", ENGINE_PACKAGE, "detect"]
-            for option, node, name in (("--flair", flairNode, "flair"), ("--t1", t1Node, "t1"), ("--t1c", t1cNode, "t1c")):
+            # The arguments of "tumorseg detect", by name (monai_core/engine.py)
+            request = {}
+            for node, name in ((flairNode, "flair"), (t1Node, "t1"), (t1cNode, "t1c")):
                 if node is None:
                     continue
                 path = tempDir / "input" / f"{name}{self.inputFileExtension}"
                 self._writeVolume(node, path)
-                command += [option, str(path)]
-            command += ["-o", str(tempDir / "out"), "--case-id", "case", "--progress", "json"]
-            logging.info("TumorSeg: " + subprocess.list2cmdline(command))
-            run = _DetectRun(command, engineDir, tempDir, tempDir / "out" / "case")
+                request[name] = str(path)
+            request.update(output=str(tempDir / "out"), case_id="case")
+            logging.info("TumorSeg: detect " + json.dumps(request))
+            run = engine.submit(request, tempDir, tempDir / "out" / "case")
         except BaseException:
             shutil.rmtree(tempDir, ignore_errors=True)
             raise
@@ -773,8 +660,7 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
             raise TumorSegError(f"Could not write volume '{volumeNode.GetName()}' to {path}.")
 
     def _cleanup(self, run):
-        if run.process.poll() is None:
-            run.kill()
+        run.release()  # the engine stays for the next run, unless the run stopped part-way
         if self.keepTemporaryFiles and not run.cancelled:
             self.lastTemporaryFolder = run.tempDir
             logging.info(f"TumorSeg: temporary files kept in {run.tempDir}")
@@ -787,7 +673,7 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
         flairNode, t1Node, t1cNode, outputSegmentationNode, progressCallback = context
         if run.cancelled:
             return None
-        if run.process.returncode != 0:
+        if not run.succeeded():
             raise run.failure()
         reportPath = run.caseDir / "report.json"
         segmentationPath = run.caseDir / "segmentation.nii.gz"
