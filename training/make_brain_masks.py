@@ -8,12 +8,16 @@ only reads them with ``monai_core.data.brain_masks.load_brain_masks`` and never 
 Tool: deepbet 1.0.2 (MIT licence, its two TorchScript models ship inside the PyPI wheel) on torch
 2.13.0 (CPU), in a separate environment, e.g.::
 
-    python3 -m venv .venv && .venv/bin/pip install torch==2.13.0 && .venv/bin/pip install deepbet==1.0.2 SimpleITK pillow
+    python3 -m venv .venv && .venv/bin/pip install torch==2.13.0
+    .venv/bin/pip install deepbet==1.0.2 SimpleITK pillow
 
 Usage (from the repo root; the repo goes on PYTHONPATH because that environment has no TumorSeg)::
 
     PYTHONPATH=. .venv/bin/python training/make_brain_masks.py --data DATA/kaggle_3m \
-        --out training/brain_masks.npz [--patients LIST] [--threads 2]
+        --out training/brain_masks.npz [--patients LIST] [--threads 2] [--cache DIR] [--flair-margin -1]
+
+``--cache DIR`` keeps each finished patient in ``DIR/<patient>.npz`` (with the settings it was made
+with), so a run that was stopped goes on where it was; entries made with other settings are redone.
 
 Method, per patient: the slices in ``find_slices`` order are stacked into a volume taken as
 1 x 1 x 5 mm voxels (columns to patient left, rows to posterior, slice 1 lowest), linearly resampled
@@ -25,8 +29,11 @@ notches where a tumour reaches the cortex (up to 7.5% of a lesion outside it), w
 keeps the tumour but spills into the scalp in the top slices of some patients (CS_4941, CS_5395,
 HT_7855: +10-25 px rings); a plain union inherits that spill, a majority of the three channels
 cuts lesions most. So the mask is the T1 mask plus the FLAIR mask where it lies within
-``FLAIR_MARGIN_PX`` (5 px, in plane) of the T1 mask (0.4% of lesion pixels outside, against 1.3% for
-T1 alone), then holes are filled slice by slice and only the largest 3D connected component is kept.
+``--flair-margin`` px (in plane; negative: no limit, i.e. the plain union) of the T1 mask (with 5 px:
+0.4% of lesion pixels outside, against 1.3% for T1 alone and 0.1% for the union), then holes are
+filled slice by slice and only the largest 3D connected component is kept. The shipped file (0.3.0
+training) is the plain union, the default here; ``--flair-margin 5`` removes the scalp spill and is
+meant for the next training run.
 Where the T1 channel is a copy of the FLAIR (some Kaggle patients), deepbet runs once and the FLAIR
 mask is used. Deterministic: fixed thread count, seeds and deterministic torch algorithms (two runs
 gave identical files); nothing random is used anyway.
@@ -57,7 +64,7 @@ SLICE_MM = 5.0  # assumed slice spacing of the Kaggle volumes; pixels are taken 
 UPSAMPLE = 5  # z resampling factor before deepbet: 5 mm -> 1 mm
 CHANNELS = {"t1": 0, "flair": 1}  # Kaggle channel order: pre-contrast T1, FLAIR, post-contrast T1
 THRESHOLD = 0.5  # deepbet's default probability threshold
-FLAIR_MARGIN_PX = 5  # how far (in plane) the FLAIR mask may extend the T1 mask
+FLAIR_MARGIN_PX = -1  # the plain union: what the shipped training/brain_masks.npz holds (0.3.0)
 
 
 def load_volume(case_dir: Path) -> np.ndarray:
@@ -102,11 +109,13 @@ class Extractor:
         return mask[::UPSAMPLE]
 
 
-def combine(t1: np.ndarray, flair: np.ndarray) -> np.ndarray:
-    """T1 mask plus the FLAIR mask within ``FLAIR_MARGIN_PX`` of it (per slice, disk-shaped)."""
+def combine(t1: np.ndarray, flair: np.ndarray, margin: int = FLAIR_MARGIN_PX) -> np.ndarray:
+    """T1 mask plus the FLAIR mask within ``margin`` px of it (per slice, disk-shaped; < 0: all of it)."""
     import SimpleITK as sitk
 
-    near = sitk.BinaryDilate(sitk.GetImageFromArray(t1.astype(np.uint8)), [FLAIR_MARGIN_PX, FLAIR_MARGIN_PX, 0], sitk.sitkBall)
+    if margin < 0:
+        return t1 | flair
+    near = sitk.BinaryDilate(sitk.GetImageFromArray(t1.astype(np.uint8)), [margin, margin, 0], sitk.sitkBall)
     return t1 | (flair & (sitk.GetArrayFromImage(near) > 0))
 
 
@@ -114,7 +123,8 @@ def postprocess(mask: np.ndarray) -> np.ndarray:
     """Fill holes slice by slice, then keep the largest 3D connected component."""
     import SimpleITK as sitk
 
-    filled = np.stack([sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(s.astype(np.uint8)))) for s in mask])
+    fill = sitk.BinaryFillhole
+    filled = np.stack([sitk.GetArrayFromImage(fill(sitk.GetImageFromArray(s.astype(np.uint8)))) for s in mask])
     image = sitk.GetImageFromArray(filled.astype(np.uint8))
     image.SetSpacing((1.0, 1.0, SLICE_MM))
     labels = sitk.RelabelComponent(sitk.ConnectedComponent(image), sortByObjectSize=True)
@@ -131,12 +141,12 @@ def empty_gaps(mask: np.ndarray) -> int:
     return 0 if filled.size == 0 else int(filled[-1] - filled[0] + 1 - filled.size)
 
 
-def brain_mask(volume: np.ndarray, extract: Extractor) -> tuple[np.ndarray, dict]:
+def brain_mask(volume: np.ndarray, extract: Extractor, margin: int = FLAIR_MARGIN_PX) -> tuple[np.ndarray, dict]:
     """The brain mask of one patient and its QC numbers."""
     t1, flair = volume[..., CHANNELS["t1"]], volume[..., CHANNELS["flair"]]
     m_flair = extract(flair)
     m_t1 = m_flair if np.array_equal(t1, flair) else extract(t1)
-    mask = postprocess(combine(m_t1, m_flair))
+    mask = postprocess(combine(m_t1, m_flair, margin))
     nonzero = flair > 0
     qc = {
         "slices": int(mask.shape[0]),
@@ -149,12 +159,29 @@ def brain_mask(volume: np.ndarray, extract: Extractor) -> tuple[np.ndarray, dict
     return mask, qc
 
 
+def read_cache(path: Path | None, meta: dict) -> tuple[np.ndarray, dict] | None:
+    """A patient's ``(mask, qc)`` from the cache when it was made with the same settings."""
+    if path is None or not path.exists():
+        return None
+    with np.load(path) as entry:
+        if str(entry["meta"]) != json.dumps(meta):
+            return None
+        return entry["mask"], json.loads(str(entry["qc"]))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, type=Path, help="the kaggle_3m folder")
     parser.add_argument("--out", required=True, type=Path, help="the .npz to write")
     parser.add_argument("--patients", type=Path, default=DEFAULT_PATIENT_LIST, help="patient list file")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--cache", type=Path, help="folder for per-patient results, to resume a stopped run")
+    parser.add_argument(
+        "--flair-margin",
+        type=int,
+        default=FLAIR_MARGIN_PX,
+        help="px the FLAIR mask may add around the T1 mask; < 0: no limit",
+    )
     args = parser.parse_args(argv)
 
     import deepbet.utils
@@ -162,11 +189,32 @@ def main(argv: list[str] | None = None) -> None:
     from importlib.metadata import version
 
     extract = Extractor(args.threads)
+    meta = {
+        "tool": "deepbet",
+        "deepbet": version("deepbet"),
+        "torch": torch.__version__,
+        "models": sorted(p.name for p in Path(deepbet.utils.DATA_PATH, "models").glob("*.pt")),
+        "channels": "deepbet on channel 0 (T1) plus deepbet on channel 1 (FLAIR) within flair_margin_px of it",
+        "flair_margin_px": args.flair_margin,
+        "voxel_mm": [SLICE_MM, 1.0, 1.0],
+        "z_upsample": UPSAMPLE,
+        "threshold": THRESHOLD,
+        "postprocess": "2D hole filling per slice, largest 3D connected component",
+        "slice_order": "monai_core.data.find_slices",
+    }
     patients = read_patient_list(args.patients)
     masks, flagged, start = {}, [], time.time()
     print("patient slices brain_voxels flair_cov dice_t1_flair gaps flag", flush=True)
     for patient in patients:
-        mask, qc = brain_mask(load_volume(args.data / patient), extract)
+        cached = None if args.cache is None else args.cache / f"{patient}.npz"
+        found = read_cache(cached, meta)
+        if found is None:
+            found = brain_mask(load_volume(args.data / patient), extract, args.flair_margin)
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                mask, qc = found
+                np.savez_compressed(cached, mask=mask, qc=np.array(json.dumps(qc)), meta=np.array(json.dumps(meta)))
+        mask, qc = found
         masks[patient] = mask
         flag = []
         if qc["gaps"]:
@@ -181,19 +229,6 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
 
-    meta = {
-        "tool": "deepbet",
-        "deepbet": version("deepbet"),
-        "torch": torch.__version__,
-        "models": sorted(p.name for p in Path(deepbet.utils.DATA_PATH, "models").glob("*.pt")),
-        "channels": "deepbet on channel 0 (T1) plus deepbet on channel 1 (FLAIR) within flair_margin_px of it",
-        "flair_margin_px": FLAIR_MARGIN_PX,
-        "voxel_mm": [SLICE_MM, 1.0, 1.0],
-        "z_upsample": UPSAMPLE,
-        "threshold": THRESHOLD,
-        "postprocess": "2D hole filling per slice, largest 3D connected component",
-        "slice_order": "monai_core.data.find_slices",
-    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, **pack_brain_masks(masks), **{META_KEY: np.array(json.dumps(meta))})
     print(
