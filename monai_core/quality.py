@@ -11,9 +11,11 @@ that hold the lesion):
 - ``log_volume_ml``: small lesions are segmented less reliably;
 - ``empty``: no tumour at all. Every training study had one, so "no tumour" is never a confident answer.
 
-A logistic model (``configs/quality.json``, fitted by ``training/calibrate_quality.py`` on the
-fold-0 validation patients and their robustness-benchmark variants) turns them into the
-probability that per-patient Dice >= 0.7 (``confidence``), and a linear model into ``expected_dice``.
+A ridge regression (``configs/quality.json``, fitted by ``training/calibrate_quality.py`` on the
+fold-0 validation patients and their robustness-benchmark variants) turns them into the expected
+per-patient Dice. That number, clipped to [0, 1], is both ``expected_dice`` and ``confidence``: a
+logistic model of "Dice >= 0.7" ranked the cases worse (leave-one-patient-out Spearman 0.44 against
+0.69, AUROC for Dice < 0.7 0.63 against 0.89).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FEATURES", "case_features", "uncertain_slices", "QualityModel", "fit_logistic", "fit_linear"]
+__all__ = ["FEATURES", "case_features", "uncertain_slices", "QualityModel", "fit_linear"]
 
 FEATURES = ("flip_agreement", "volume_stability", "mean_probability", "classifier_support", "log_volume_ml", "empty")
 
@@ -89,20 +91,6 @@ def _design(features: list[dict]) -> np.ndarray:
     return np.array([[1.0, *[float(f[name]) for name in FEATURES]] for f in features])
 
 
-def fit_logistic(features: list[dict], labels: np.ndarray, l2: float = 1.0, steps: int = 50) -> np.ndarray:
-    """Coefficients (intercept first) of an L2-regularised logistic regression, by Newton's method."""
-    x, y = _design(features), np.asarray(labels, float)
-    w = np.zeros(x.shape[1])
-    penalty = np.eye(len(w)) * l2
-    penalty[0, 0] = 0.0
-    for _ in range(steps):
-        p = 1.0 / (1.0 + np.exp(-x @ w))
-        gradient = x.T @ (p - y) + penalty @ w
-        hessian = x.T @ (x * (p * (1 - p))[:, None]) + penalty + 1e-9 * np.eye(len(w))
-        w -= np.linalg.solve(hessian, gradient)
-    return w
-
-
 def fit_linear(features: list[dict], targets: np.ndarray, l2: float = 1.0) -> np.ndarray:
     """Coefficients (intercept first) of a ridge regression."""
     x, y = _design(features), np.asarray(targets, float)
@@ -113,9 +101,8 @@ def fit_linear(features: list[dict], targets: np.ndarray, l2: float = 1.0) -> np
 
 @dataclass
 class QualityModel:
-    """The fitted confidence model and the threshold below which a case is flagged."""
+    """The fitted expected-Dice model and the confidence below which a case is flagged."""
 
-    logistic: np.ndarray
     linear: np.ndarray
     threshold: float
 
@@ -124,19 +111,12 @@ class QualityModel:
         config = json.loads(Path(path).read_text())
         if tuple(config["features"]) != FEATURES:
             raise ValueError(f"{path}: fitted on features {config['features']}, this code computes {FEATURES}")
-        return cls(np.asarray(config["logistic"]), np.asarray(config["linear"]), float(config["flag_below"]))
-
-    def confidence(self, features: dict) -> float:
-        return float(1.0 / (1.0 + np.exp(-_design([features])[0] @ self.logistic)))
+        return cls(np.asarray(config["linear"]), float(config["flag_below"]))
 
     def expected_dice(self, features: dict) -> float:
         return float(np.clip(_design([features])[0] @ self.linear, 0.0, 1.0))
 
     def assess(self, features: dict) -> dict:
         """``confidence``, ``expected_dice`` and ``flagged``, rounded for report.json."""
-        confidence = self.confidence(features)
-        return {
-            "confidence": round(confidence, 3),
-            "expected_dice": round(self.expected_dice(features), 3),
-            "flagged": bool(confidence < self.threshold),
-        }
+        expected = self.expected_dice(features)
+        return {"confidence": round(expected, 3), "expected_dice": round(expected, 3), "flagged": bool(expected < self.threshold)}

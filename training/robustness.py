@@ -1,0 +1,212 @@
+"""Robustness benchmark: per-patient Dice of the whole pipeline on the fold-0 validation patients
+under each condition of :mod:`monai_core.robustness` (FLAIR only, fat suppression, skull stripping,
+intensity scale, bias field, thin slices), and the gate's slice sensitivity under each.
+
+Both networks run on every slice once per condition, so the classifier threshold and the clean-up
+can be scored at any setting without running again; ``--choose`` searches them over all conditions
+together. Writes ``OUT/robustness.json`` and a Markdown table ``OUT/robustness.md``.
+
+    python training/robustness.py --data DATA/kaggle_3m [--bundle bundle] [--out bundle/docs] [--choose]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from monai_core.data import DEFAULT_PATIENT_LIST, patient_folds, read_patient_list
+from monai_core.data.brain_gain import DEFAULT_BRAIN_MASKS
+from monai_core.data.brain_masks import load_brain_masks
+from monai_core.evaluation import PatientPrediction, truth_masks, pipeline_metrics
+from monai_core.outputs import write_json_atomic
+from monai_core.pipeline import DEFAULT_BUNDLE, TumorSegPipeline
+from monai_core.postprocess import keep_main_components
+from monai_core.detect import KAGGLE_VOXEL_ML
+from monai_core.metrics import dice
+from monai_core.quality import case_features
+from monai_core.robustness import CONDITIONS, perturb
+from monai_core.study import load_kaggle_case
+
+ROOT = Path(__file__).resolve().parents[1]
+THIN_VOXEL_ML = 0.94 * 0.94 * 1.0 / 1000  # the thin-slice condition's model grid: 0.94 mm pixels, 1 mm slices
+CLASSIFIER_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+MASK_GRID = (0.3, 0.4, 0.5)
+FRACTION_GRID = (0.0, 0.1, 0.25)  # "largest component only" (1.0) is left out: it drops the true lesion
+
+
+def predict_conditions(pipeline: TumorSegPipeline, data: Path, patients: list[str], brain_masks: dict) -> dict:
+    """{condition: [PatientPrediction]} with both networks run on every slice, and on every slice
+    mirrored left-right (``flipped``, for the confidence's test-time augmentation); inputs not kept."""
+    results = {condition: [] for condition in CONDITIONS}
+    for i, patient in enumerate(patients):
+        slices = load_kaggle_case(data / patient).slices
+        truth = truth_masks(data / patient)
+        for condition in CONDITIONS:
+            case = perturb(condition, slices, truth, brain_masks[patient])
+            x = torch.from_numpy(case.slices)
+            prediction = PatientPrediction(patient, None, case.truth, pipeline.classify(x), pipeline.segment(x).astype(np.float16))
+            prediction.flipped = pipeline.segment(torch.flip(x, dims=[-1]))[:, :, ::-1].astype(np.float16)
+            prediction.voxel_ml = THIN_VOXEL_ML if condition == "1 mm thin slices" else KAGGLE_VOXEL_ML
+            results[condition].append(prediction)
+        print(f"[{i + 1}/{len(patients)}] {patient}", flush=True)
+    return results
+
+
+def case_outcomes(results: dict, classifier: float, mask: float, fraction: float) -> list[dict]:
+    """Per case (condition, patient): the pipeline's Dice at this setting and its confidence features,
+    computed as :meth:`TumorSegPipeline.predict` and :func:`monai_core.detect.assess_quality` do."""
+    cases = []
+    for condition, predictions in results.items():
+        for p in predictions:
+            gate = (p.slice_probability >= classifier)[:, None, None]
+            tumour = np.where(gate, p.tumour_probability.astype(np.float32), 0.0)
+            above = tumour >= mask
+            tumour[above & ~keep_main_components(above, fraction)] = 0.0
+            final = tumour >= mask
+            on_slices = final.reshape(len(final), -1).any(1)[:, None, None]
+            flipped = np.where(on_slices, p.flipped.astype(np.float32), 0.0)
+            features = case_features(p.slice_probability, tumour, flipped, mask, p.voxel_ml)
+            cases.append({"condition": condition, "patient": p.patient, "dice": round(dice(final, p.truth), 4),
+                          "features": {k: round(v, 5) for k, v in features.items()}})
+    return cases
+
+
+REAL_STUDIES = {  # (FLAIR folder, label): real scans with reference masks on their own grids
+    "TCGA-FG-6692 raw scanner volumes": ROOT / "tests" / "data" / "TCGA-FG-6692",
+    "TCGA-FG-6692 skull-stripped (BraTS Toolkit)": ROOT / "tests" / "data" / "bet" / "TCGA-FG-6692",
+    "TCGA-DU-7294 skull-stripped (BraTS Toolkit)": ROOT / "tests" / "data" / "bet" / "TCGA-DU-7294",
+}
+
+
+def real_studies(pipeline: TumorSegPipeline, out: Path) -> dict:
+    """``tumorseg detect`` on real scans (FLAIR, T1, T1c), Dice against the data set's mask on the FLAIR grid."""
+    import SimpleITK as sitk
+
+    from monai_core.detect import detect_case
+
+    rows = {}
+    for i, (name, folder) in enumerate(REAL_STUDIES.items()):
+        report = detect_case(pipeline, out, flair=folder / "flair.nii.gz", t1=folder / "t1.nii.gz",
+                             t1c=folder / "t1c.nii.gz", case_id=f"real{i}", overwrite=True)
+        mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"real{i}" / "segmentation.nii.gz")))
+        truth = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "flair_lesion.nii.gz")))
+        rows[name] = {"dice": round(dice(mask, truth), 4), "volume_ml": report["tumor_volume_ml"],
+                      "quality": {k: report["quality"][k] for k in ("confidence", "flagged")},
+                      "warnings": [w["code"] for w in report["quality"]["warnings"]]}
+    return rows
+
+
+def write_real_studies(pipeline: TumorSegPipeline, out: Path, name: str) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = real_studies(pipeline, Path(tmp))
+    text = [f"# Real scans ({pipeline.identity['version']}): tumorseg detect with FLAIR, T1 and T1c", "",
+            "Dice against the LGG data set's mask mapped onto each FLAIR grid (tests/data/bet/README.md).", "",
+            "| study | Dice | volume (mL) | confidence | flagged | warnings |", "|---|---|---|---|---|---|"]
+    for study, row in rows.items():
+        text.append(f"| {study} | {row['dice']:.3f} | {row['volume_ml']:.1f} | {row['quality']['confidence']} | "
+                    f"{row['quality']['flagged']} | {', '.join(row['warnings']) or '-'} |")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / f"{name}_real.json", {"bundle": pipeline.identity, "studies": rows})
+    (out / f"{name}_real.md").write_text("\n".join(text) + "\n")
+    print("\n".join(text))
+
+
+def score(results: dict, classifier: float, mask: float, fraction: float) -> dict:
+    return {condition: pipeline_metrics(predictions, classifier, mask, fraction) for condition, predictions in results.items()}
+
+
+def choose(results: dict) -> tuple[float, float, float, dict]:
+    """The setting with the best mean over conditions of the per-patient Dice mean, among those whose
+    gate keeps slice sensitivity >= 0.98 in every condition; the "largest component only" clean-up
+    is left out, because it drops the true lesion whenever a false positive is larger."""
+    best = None
+    for classifier in CLASSIFIER_GRID:
+        for mask in MASK_GRID:
+            for fraction in FRACTION_GRID:
+                scored = score(results, classifier, mask, fraction)
+                sensitive = min(m["sensitivity"] for m in scored.values()) >= 0.98
+                overall = float(np.mean([m["dice"]["mean"] for m in scored.values()]))
+                key = (sensitive, overall)
+                if best is None or key > best[0]:
+                    best = (key, (classifier, mask, fraction, scored))
+    return best[1]
+
+
+def table(scored: dict, setting: str) -> str:
+    as_is = scored["as is"]["dice"]["mean"]
+    lines = [
+        f"Setting: {setting}.",
+        "",
+        "| condition | Dice mean | median | min | mean - as is | slice sensitivity | specificity |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for condition, m in scored.items():
+        d = m["dice"]
+        lines.append(
+            f"| {condition} | {d['mean']:.3f} | {d['median']:.3f} | {d['min']:.3f} | {d['mean'] - as_is:+.3f} | "
+            f"{m['sensitivity']:.3f} | {m['specificity']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, type=Path)
+    parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
+    parser.add_argument("--out", type=Path, default=DEFAULT_BUNDLE / "docs")
+    parser.add_argument("--brain-masks", type=Path, default=DEFAULT_BRAIN_MASKS)
+    parser.add_argument("--fold", type=int, default=0)
+    parser.add_argument("--choose", action="store_true", help="also search thresholds and clean-up over all conditions")
+    parser.add_argument("--name", default="robustness", help="file name stem of the outputs")
+    parser.add_argument("--real-only", action="store_true", help="only the real scans, with the bundle's own settings")
+    parser.add_argument("--write", action="store_true", help="with --choose: store the setting in configs/inference.json")
+    args = parser.parse_args()
+
+    patients = patient_folds(read_patient_list(DEFAULT_PATIENT_LIST))[args.fold]
+    pipeline = TumorSegPipeline(args.bundle)
+    if args.real_only:
+        write_real_studies(pipeline, args.out, args.name)
+        return
+    started = time.perf_counter()
+    results = predict_conditions(pipeline, args.data, patients, load_brain_masks(args.brain_masks))
+    shipped = (pipeline.classifier_threshold, pipeline.mask_threshold, pipeline.min_component_fraction)
+    report = {
+        "bundle": pipeline.identity,
+        "fold": args.fold,
+        "patients": patients,
+        "seconds": round(time.perf_counter() - started, 1),
+        "shipped_setting": shipped,
+        "shipped": score(results, *shipped),
+        "no_gate": score(results, 0.0, shipped[1], shipped[2]),
+    }
+    text = [f"# Robustness benchmark ({pipeline.identity['version']}, fold {args.fold}: {len(patients)} validation patients)", ""]
+    text += ["## Shipped setting", table(report["shipped"], "classifier %s, mask %s, components >= %s of the largest" % shipped), ""]
+    text += ["## Segmenter on every slice (no classifier gate)", table(report["no_gate"], "classifier 0, mask %s, components >= %s" % shipped[1:]), ""]
+    if args.choose:
+        classifier, mask, fraction, scored = choose(results)
+        report["chosen_setting"] = (classifier, mask, fraction)
+        report["chosen"] = scored
+        text += ["## Chosen over all conditions", table(scored, f"classifier {classifier}, mask {mask}, components >= {fraction}"), ""]
+    setting = report.get("chosen_setting", shipped)
+    report["cases_setting"] = setting
+    report["cases"] = case_outcomes(results, *setting)  # for training/calibrate_quality.py
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(args.out / f"{args.name}.json", report)
+    (args.out / f"{args.name}.md").write_text("\n".join(text) + "\n")
+    if args.write and args.choose:
+        config_path = args.bundle / "configs" / "inference.json"
+        config = json.loads(config_path.read_text())
+        config["classifier_threshold"], config["mask_threshold"], config["min_component_fraction"] = report["chosen_setting"]
+        write_json_atomic(config_path, config)
+    print("\n".join(text))
+
+
+if __name__ == "__main__":
+    main()
