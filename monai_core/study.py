@@ -136,8 +136,8 @@ def load_volumes(
     warnings += sequence_warnings(channels, registration, sitk.GetArrayViewFromImage(flair_image))
     # a missing sequence is replaced by FLAIR, as in the training data
     stack = np.stack([channels.get("t1", flair_channel), flair_channel, channels.get("t1c", flair_channel)], axis=1)
-    # absolute, so that tumorseg compare finds the FLAIR again from any working folder
-    inputs = {name: str(Path(path).resolve()) if path else None for name, path in (("flair", flair), ("t1", t1), ("t1c", t1c))}
+    # absolute (links kept as given), so that tumorseg compare finds the FLAIR again from any working folder
+    inputs = {name: str(Path(path).absolute()) if path else None for name, path in (("flair", flair), ("t1", t1), ("t1c", t1c))}
     if uids:
         inputs["series_uids"] = {name: uids.get(name) for name in ("flair", "t1", "t1c")}
         if getattr(uids, "choice", None):  # why --study took each series (io.dicom.SeriesUids)
