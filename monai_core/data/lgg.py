@@ -89,7 +89,13 @@ def patient_folds(patients: list[str], n_folds: int = 5, seed: int = 0) -> list[
 
 
 def split_by_patient(items: list[dict], fold: int = 0, n_folds: int = 5, seed: int = 0) -> tuple[list[dict], list[dict]]:
-    """``(train, validation)`` items; fold ``fold`` of ``n_folds`` patient groups is the validation set."""
+    """``(train, validation)`` items; fold ``fold`` of ``n_folds`` patient groups is the validation set.
+
+    ``fold`` -1 trains on every patient and validates on none (the shipped networks, once the
+    settings have been chosen out of fold).
+    """
+    if fold < 0:
+        return list(items), []
     folds = patient_folds([item["patient"] for item in items], n_folds, seed)
     validation = set(folds[fold])
     return [i for i in items if i["patient"] not in validation], [i for i in items if i["patient"] in validation]
