@@ -102,7 +102,7 @@ def build_report(study: Study, prediction, mask, pipeline: TumorSegPipeline, tim
         "thresholds": {
             "classifier": pipeline.classifier_threshold,
             "mask": pipeline.mask_threshold,
-            "min_component_fraction": pipeline.min_component_fraction,
+            "cleanup": {"rule": pipeline.cleanup[0], "parameter": pipeline.cleanup[1]},
         },
         "measurements": measure(mask),  # null for a Kaggle slice stack: no spacing
         "quality": quality if quality is not None else assess_quality(study, prediction, mask, pipeline),

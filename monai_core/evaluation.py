@@ -20,7 +20,7 @@ from PIL import Image
 from .data.lgg import find_slices
 from .metrics import dice, summarise
 from .pipeline import TumorSegPipeline
-from .postprocess import keep_main_components
+from .postprocess import clean_up
 from .study import load_kaggle_case
 
 __all__ = ["PatientPrediction", "predict_patients", "pipeline_metrics", "choose_thresholds", "write_plots"]
@@ -36,9 +36,11 @@ class PatientPrediction:
     slice_probability: np.ndarray  # (N,)
     tumour_probability: np.ndarray  # (N, 256, 256), segmenter on every slice
 
-    def mask(self, classifier_threshold: float, mask_threshold: float, min_component_fraction: float = 0.0) -> np.ndarray:
+    def mask(self, classifier_threshold: float, mask_threshold: float, cleanup: tuple = ("size", 0.0)) -> np.ndarray:
+        """The final mask at this gate, mask threshold and clean-up ``(rule, parameter)``."""
         gate = (self.slice_probability >= classifier_threshold)[:, None, None]
-        return keep_main_components((self.tumour_probability >= mask_threshold) & gate, min_component_fraction)
+        probability = np.where(gate, self.tumour_probability.astype(np.float32), 0.0)
+        return clean_up(probability, self.slice_probability, mask_threshold, *cleanup)
 
 
 def truth_masks(case_dir: Path) -> np.ndarray:
@@ -63,11 +65,11 @@ def predict_patients(
 
 
 def pipeline_metrics(
-    predictions: list[PatientPrediction], classifier_threshold: float, mask_threshold: float, min_component_fraction: float = 0.0
+    predictions: list[PatientPrediction], classifier_threshold: float, mask_threshold: float, cleanup: tuple = ("size", 0.0)
 ) -> dict:
     """Per-patient Dice of the gated, cleaned-up pipeline, and slice detection metrics at the threshold."""
     per_patient = {
-        p.patient: dice(p.mask(classifier_threshold, mask_threshold, min_component_fraction), p.truth) for p in predictions
+        p.patient: dice(p.mask(classifier_threshold, mask_threshold, cleanup), p.truth) for p in predictions
     }
     scores = np.concatenate([p.slice_probability for p in predictions])
     labels = np.concatenate([p.truth.reshape(len(p.truth), -1).any(1) for p in predictions]).astype(int)
@@ -85,7 +87,7 @@ def pipeline_metrics(
         "slice_auc": auc,
         "classifier_threshold": classifier_threshold,
         "mask_threshold": mask_threshold,
-        "min_component_fraction": min_component_fraction,
+        "cleanup": list(cleanup),
         "sensitivity": tp / max(1, tp + fn),
         "specificity": tn / max(1, tn + fp),
         "confusion_matrix": {"tp": tp, "fn": fn, "fp": fp, "tn": tn},
@@ -105,7 +107,7 @@ def choose_thresholds(
     for tc in classifier_grid:
         for tm in mask_grid:
             for fraction in fraction_grid:
-                m = pipeline_metrics(predictions, float(tc), float(tm), float(fraction))
+                m = pipeline_metrics(predictions, float(tc), float(tm), ("size", float(fraction)))
                 key = (m["sensitivity"] >= min_sensitivity, m["dice"]["mean"])
                 if best is None or key > best[0]:
                     best = (key, m)
@@ -168,7 +170,7 @@ def write_plots(predictions: list[PatientPrediction], metrics: dict, out_dir: Pa
     by_patient = {p.patient: p for p in predictions}
     for tag, patient in (("best", order[-1]), ("worst", order[0])):
         p = by_patient[patient]
-        mask = p.mask(metrics["classifier_threshold"], metrics["mask_threshold"], metrics["min_component_fraction"])
+        mask = p.mask(metrics["classifier_threshold"], metrics["mask_threshold"], tuple(metrics["cleanup"]))
         rows = np.flatnonzero(p.truth.any((1, 2)) | mask.any((1, 2)))[:12]
         if len(rows) == 0:
             continue
@@ -218,7 +220,7 @@ def evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
     predictions = predict_patients(pipeline, dataset_dir, patients, progress)
     metrics = pipeline_metrics(
-        predictions, pipeline.classifier_threshold, pipeline.mask_threshold, pipeline.min_component_fraction
+        predictions, pipeline.classifier_threshold, pipeline.mask_threshold, pipeline.cleanup
     )
     metrics["bundle"] = pipeline.identity
     curves = {name: training_curves(path) for name, path in (training_logs or {}).items() if Path(path).is_file()}

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from .autocast import cpu_autocast_forward
 from .errors import InputError
 from .networks import ResUNet
-from .postprocess import keep_main_components
+from .postprocess import clean_up, cleanup_setting
 from .quality import QualityModel
 from .runtime import keep_freed_memory
 from .weights import load_bundle_torchscript, load_state_dict, sha256
@@ -65,7 +65,7 @@ class TumorSegPipeline:
         self.recorded = self.metadata.get("weights_sha256", {})
         self.classifier_threshold = float(config["classifier_threshold"])
         self.mask_threshold = float(config["mask_threshold"])
-        self.min_component_fraction = float(config.get("min_component_fraction", 0.0))
+        self.cleanup = cleanup_setting(config)  # (rule, parameter), monai_core.postprocess
         self.classifier_size = int(config["classifier_image_size"])
         self.classifier_batch = int(config["classifier_batch_size"])
         self.segmenter_batch = int(config["segmenter_batch_size"])
@@ -135,8 +135,8 @@ class TumorSegPipeline:
         flipped = None
         if len(index):
             tumour[index] = self.segment(x[torch.from_numpy(index)])
-            mask = tumour >= self.mask_threshold
-            tumour[mask & ~keep_main_components(mask, self.min_component_fraction)] = 0.0  # scattered specks
+            dropped = (tumour >= self.mask_threshold) & ~clean_up(tumour, probability, self.mask_threshold, *self.cleanup)
+            tumour[dropped] = 0.0  # false regions; the probabilities below the threshold stay for the confidence
             flipped = self.flipped_segmentation(x, tumour >= self.mask_threshold)
         return SlicePrediction(probability, positive, tumour, flipped)
 

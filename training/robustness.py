@@ -25,7 +25,7 @@ from monai_core.data.brain_masks import load_brain_masks
 from monai_core.evaluation import PatientPrediction, truth_masks, pipeline_metrics
 from monai_core.outputs import write_json_atomic
 from monai_core.pipeline import DEFAULT_BUNDLE, TumorSegPipeline
-from monai_core.postprocess import keep_main_components
+from monai_core.postprocess import clean_up
 from monai_core.detect import KAGGLE_VOXEL_ML
 from monai_core.metrics import dice
 from monai_core.quality import case_features
@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 THIN_VOXEL_ML = 0.94 * 0.94 * 1.0 / 1000  # the thin-slice condition's model grid: 0.94 mm pixels, 1 mm slices
 CLASSIFIER_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 MASK_GRID = (0.3, 0.4, 0.5)
-FRACTION_GRID = (0.0, 0.1, 0.25)  # "largest component only" (1.0) is left out: it drops the true lesion
+CLEANUP_GRID = (("size", 0.0), ("size", 0.1), ("size", 0.25), ("evidence_symmetry", 0.1), ("evidence_symmetry", 0.25))
+# "largest component only" (size 1.0) is left out: it drops the true lesion
 
 
 def predict_conditions(pipeline: TumorSegPipeline, data: Path, patients: list[str], brain_masks: dict) -> dict:
@@ -57,7 +58,7 @@ def predict_conditions(pipeline: TumorSegPipeline, data: Path, patients: list[st
     return results
 
 
-def case_outcomes(results: dict, classifier: float, mask: float, fraction: float) -> list[dict]:
+def case_outcomes(results: dict, classifier: float, mask: float, cleanup: tuple) -> list[dict]:
     """Per case (condition, patient): the pipeline's Dice at this setting and its confidence features,
     computed as :meth:`TumorSegPipeline.predict` and :func:`monai_core.detect.assess_quality` do."""
     cases = []
@@ -65,8 +66,7 @@ def case_outcomes(results: dict, classifier: float, mask: float, fraction: float
         for p in predictions:
             gate = (p.slice_probability >= classifier)[:, None, None]
             tumour = np.where(gate, p.tumour_probability.astype(np.float32), 0.0)
-            above = tumour >= mask
-            tumour[above & ~keep_main_components(above, fraction)] = 0.0
+            tumour[(tumour >= mask) & ~clean_up(tumour, p.slice_probability, mask, *cleanup)] = 0.0
             final = tumour >= mask
             on_slices = final.reshape(len(final), -1).any(1)[:, None, None]
             flipped = np.where(on_slices, p.flipped.astype(np.float32), 0.0)
@@ -118,8 +118,8 @@ def write_real_studies(pipeline: TumorSegPipeline, out: Path, name: str) -> None
     print("\n".join(text))
 
 
-def score(results: dict, classifier: float, mask: float, fraction: float) -> dict:
-    return {condition: pipeline_metrics(predictions, classifier, mask, fraction) for condition, predictions in results.items()}
+def score(results: dict, classifier: float, mask: float, cleanup: tuple) -> dict:
+    return {condition: pipeline_metrics(predictions, classifier, mask, tuple(cleanup)) for condition, predictions in results.items()}
 
 
 def choose(results: dict) -> tuple[float, float, float, dict]:
@@ -129,13 +129,13 @@ def choose(results: dict) -> tuple[float, float, float, dict]:
     best = None
     for classifier in CLASSIFIER_GRID:
         for mask in MASK_GRID:
-            for fraction in FRACTION_GRID:
-                scored = score(results, classifier, mask, fraction)
+            for cleanup in CLEANUP_GRID:
+                scored = score(results, classifier, mask, cleanup)
                 sensitive = min(m["sensitivity"] for m in scored.values()) >= 0.98
                 overall = float(np.mean([m["dice"]["mean"] for m in scored.values()]))
                 key = (sensitive, overall)
                 if best is None or key > best[0]:
-                    best = (key, (classifier, mask, fraction, scored))
+                    best = (key, (classifier, mask, cleanup, scored))
     return best[1]
 
 
@@ -176,7 +176,7 @@ def main() -> None:
         return
     started = time.perf_counter()
     results = predict_conditions(pipeline, args.data, patients, load_brain_masks(args.brain_masks))
-    shipped = (pipeline.classifier_threshold, pipeline.mask_threshold, pipeline.min_component_fraction)
+    shipped = (pipeline.classifier_threshold, pipeline.mask_threshold, pipeline.cleanup)
     report = {
         "bundle": pipeline.identity,
         "fold": args.fold,
@@ -187,13 +187,13 @@ def main() -> None:
         "no_gate": score(results, 0.0, shipped[1], shipped[2]),
     }
     text = [f"# Robustness benchmark ({pipeline.identity['version']}, fold {args.fold}: {len(patients)} validation patients)", ""]
-    text += ["## Shipped setting", table(report["shipped"], "classifier %s, mask %s, components >= %s of the largest" % shipped), ""]
-    text += ["## Segmenter on every slice (no classifier gate)", table(report["no_gate"], "classifier 0, mask %s, components >= %s" % shipped[1:]), ""]
+    text += ["## Shipped setting", table(report["shipped"], "classifier %s, mask %s, clean-up %s" % shipped), ""]
+    text += ["## Segmenter on every slice (no classifier gate)", table(report["no_gate"], "classifier 0, mask %s, clean-up %s" % shipped[1:]), ""]
     if args.choose:
-        classifier, mask, fraction, scored = choose(results)
-        report["chosen_setting"] = (classifier, mask, fraction)
+        classifier, mask, cleanup, scored = choose(results)
+        report["chosen_setting"] = (classifier, mask, cleanup)
         report["chosen"] = scored
-        text += ["## Chosen over all conditions", table(scored, f"classifier {classifier}, mask {mask}, components >= {fraction}"), ""]
+        text += ["## Chosen over all conditions", table(scored, f"classifier {classifier}, mask {mask}, clean-up {cleanup}"), ""]
     setting = report.get("chosen_setting", shipped)
     report["cases_setting"] = setting
     report["cases"] = case_outcomes(results, *setting)  # for training/calibrate_quality.py
@@ -203,7 +203,9 @@ def main() -> None:
     if args.write and args.choose:
         config_path = args.bundle / "configs" / "inference.json"
         config = json.loads(config_path.read_text())
-        config["classifier_threshold"], config["mask_threshold"], config["min_component_fraction"] = report["chosen_setting"]
+        config["classifier_threshold"], config["mask_threshold"], (rule, parameter) = report["chosen_setting"]
+        config.pop("min_component_fraction", None)
+        config["cleanup"] = {"rule": rule, "parameter": parameter}
         write_json_atomic(config_path, config)
     print("\n".join(text))
 
