@@ -76,7 +76,8 @@ def install():
     import monai_core.detect as detect, monai_core.study as study, monai_core.pipeline as pipeline
     for name in ("load_study",):
         _wrap(detect, name, "read")
-    _wrap(study, "register_rigid", "register")
+    for name in ("register_rigid", "register_rigid_scored"):
+        _wrap(study, name, "register")
     for name in ("registration_metric", "sequence_warnings", "geometry_warnings"):
         _wrap(study, name, "checks")
     _wrap(detect, "lesion_warnings", "checks")
