@@ -103,7 +103,9 @@ class Engine:
     def load(self) -> None:
         """Load the bundle's two networks and announce ``ready``."""
         from .pipeline import DEFAULT_BUNDLE, TumorSegPipeline
+        from .runtime import use_available_cores
 
+        use_available_cores()
         self.progress("load", 0.0, "loading the models")
         started = time.perf_counter()
         self.pipeline = TumorSegPipeline(self.bundle or DEFAULT_BUNDLE)

@@ -87,10 +87,45 @@ def from_model_space(
     """
     image = sitk.GetImageFromArray(np.ascontiguousarray(probabilities, dtype=np.float32))
     image.CopyInformation(grid)
-    back = sitk.Resample(image, target, transform or sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    if transform is None:
+        return _lesion_box_back(image, np.asarray(probabilities) >= threshold, target, threshold)
+    return _threshold(sitk.Resample(image, target, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32), target, threshold)
+
+
+def _threshold(back: sitk.Image, target: sitk.Image, threshold: float) -> sitk.Image:
     mask = sitk.BinaryThreshold(back, lowerThreshold=float(threshold), upperThreshold=1e9, insideValue=1, outsideValue=0)
     mask.CopyInformation(target)
     return sitk.Cast(mask, sitk.sitkUInt8)
+
+
+def _lesion_box_back(image: sitk.Image, above: np.ndarray, target: sitk.Image, threshold: float) -> sitk.Image:
+    """:func:`from_model_space` resampling only the part of the target that can reach the threshold.
+
+    A linearly interpolated value is a weighted mean of its neighbours, so it reaches the threshold
+    only next to a model voxel that does. The model grid is cropped to the box of those voxels with
+    a margin of 2 (more than the interpolation's reach), and only the target voxels whose points fall
+    in that crop are resampled: the same mask as resampling the whole map, at a fraction of the cost.
+    """
+    out = np.zeros(target.GetSize()[::-1], np.uint8)
+    if above.any():
+        found = np.argwhere(above)
+        low = np.maximum(found.min(0) - 2, 0)[::-1]  # x, y, z, as SimpleITK indexes
+        high = np.minimum(found.max(0) + 2, np.asarray(above.shape) - 1)[::-1]
+        crop = image[int(low[0]):int(high[0]) + 1, int(low[1]):int(high[1]) + 1, int(low[2]):int(high[2]) + 1]
+        corners = [target.TransformPhysicalPointToContinuousIndex(image.TransformContinuousIndexToPhysicalPoint(
+            [float(low[a] - 0.5 if c[a] == 0 else high[a] + 0.5) for a in range(3)])) for c in np.ndindex(2, 2, 2)]
+        start = np.maximum(np.floor(np.min(corners, 0)).astype(int) - 1, 0)
+        stop = np.minimum(np.ceil(np.max(corners, 0)).astype(int) + 1, np.asarray(target.GetSize()) - 1)
+        if np.all(stop >= start):
+            size = [int(n) for n in stop - start + 1]
+            back = sitk.Resample(crop, size, sitk.Transform(), sitk.sitkLinear,
+                                 target.TransformIndexToPhysicalPoint([int(i) for i in start]), target.GetSpacing(),
+                                 target.GetDirection(), 0.0, sitk.sitkFloat32)
+            part = sitk.GetArrayViewFromImage(back) >= threshold
+            out[start[2]:stop[2] + 1, start[1]:stop[1] + 1, start[0]:stop[0] + 1] = part
+    mask = sitk.GetImageFromArray(out)
+    mask.CopyInformation(target)
+    return mask
 
 
 def intensity_window(volume: np.ndarray) -> np.ndarray:
@@ -117,7 +152,10 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image, path=None) -> sitk.Tra
     """Rigid (Euler 3D) registration by Mattes mutual information; maps fixed points into moving space.
 
     The LGG channels were registered to each other, while the sequences of a real study are not
-    aligned by their headers alone (FLAIR to T1 of TCGA-FG-6692: 16 mm and 4 degrees).
+    aligned by their headers alone (FLAIR to T1 of TCGA-FG-6692: 16 mm and 4 degrees). The pyramid
+    (shrink 4 then 2) is as coarse as it goes: on FG-6692, shrink 4 alone or 8 then 4 moved the T1c
+    and T2 results by 8-23 mm. Registration runs even when a sequence shares the FLAIR's grid: the
+    raw T1 and T1c of FG-6692 share one grid and are 21 mm apart.
     """
     fixed_f = sitk.Cast(fixed, sitk.sitkFloat32)
     moving_f = sitk.Cast(moving, sitk.sitkFloat32)

@@ -1,5 +1,9 @@
 """Process-wide CPU settings that make 256x256 models fast on a small CPU.
 
+Torch picks its thread count from the machine's cores, not from the cores this process may run
+on (a container or ``taskset`` limit), so :func:`use_available_cores` sets it to the latter for
+``tumorseg detect`` and the warm engine (``tumorseg batch`` gives each worker its share instead).
+
 glibc returns large activation buffers to the OS after every batch and maps them again on the
 next one; on this project's 2-core CPU that costs 1.2-2.9x. Raising the mmap and trim thresholds
 with ``mallopt`` keeps the buffers in the heap, the same effect as ``MALLOC_MMAP_THRESHOLD_`` and
@@ -10,8 +14,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 
-__all__ = ["keep_freed_memory"]
+__all__ = ["keep_freed_memory", "available_cores", "use_available_cores"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -29,3 +34,20 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, _ONE_GIB // 2)) and bool(mallopt(_M_TRIM_THRESHOLD, _ONE_GIB))
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no sched_getaffinity (macOS, Windows)
+        return os.cpu_count() or 1
+
+
+def use_available_cores() -> int:
+    """One torch thread per available core; returns the count."""
+    import torch
+
+    threads = available_cores()
+    torch.set_num_threads(threads)
+    return threads

@@ -86,6 +86,35 @@ def test_round_trip_on_the_input_grid(raw):
     assert dice(back, blob) >= 0.95
 
 
+def _whole_map_back(probabilities, grid, target, threshold):
+    """The reference: resample the whole float map onto the target, then threshold."""
+    image = sitk.GetImageFromArray(probabilities.astype(np.float32))
+    image.CopyInformation(grid)
+    back = sitk.Resample(image, target, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(back) >= threshold
+
+
+@pytest.mark.parametrize("tilted", [False, True])
+def test_mapping_back_only_the_lesion_box_gives_the_whole_map_s_mask(raw, tilted):
+    flair = sitk.Image(raw["flair"])
+    if tilted:  # an oblique acquisition, reoriented by the model grid
+        rotation = sitk.Euler3DTransform((0, 0, 0), 0.3, -0.2, 0.4)
+        flair.SetDirection(np.asarray(rotation.GetMatrix()).tolist())
+    grid = model_grid(flair)
+    rng = np.random.default_rng(0)
+    probabilities = rng.uniform(0, 0.3, (26, 256, 256)).astype(np.float32)  # a sigmoid is never exactly zero
+    probabilities[9:15, 90:150, 70:140] = rng.uniform(0, 1, (6, 60, 70))
+    probabilities[0, 0:5, 250:256] = 0.9  # a lesion at the corner of the volume
+    for threshold in (0.5, 0.35):
+        mapped = sitk.GetArrayFromImage(from_model_space(probabilities, grid, flair, threshold))
+        expected = _whole_map_back(probabilities, grid, flair, threshold)
+        assert expected.sum() > 1000
+        assert np.array_equal(mapped, expected)
+    empty = from_model_space(np.full((26, 256, 256), 0.1, np.float32), grid, flair, 0.5)
+    assert sitk.GetArrayViewFromImage(empty).sum() == 0 and empty.GetSize() == flair.GetSize()
+    assert empty.GetPixelID() == sitk.sitkUInt8 and empty.GetOrigin() == flair.GetOrigin()
+
+
 def test_volumes_that_do_not_overlap_are_refused(raw):
     from monai_core.errors import InputError
 

@@ -9,7 +9,6 @@ Guarantees (see DESIGN.md and the ``batch`` section of README.md):
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import sys
@@ -166,10 +165,9 @@ def _engine(options: BatchOptions, settings: WorkerSettings, workers: int):
 
 
 def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    from ..runtime import available_cores
+
+    return available_cores()
 
 
 @contextmanager

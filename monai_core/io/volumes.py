@@ -7,6 +7,7 @@ file, so the command line can print one line and exit with code 2.
 from __future__ import annotations
 
 import gzip
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -25,9 +26,10 @@ VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def _header(path: Path) -> sitk.ImageFileReader:
+def _header(path: Path, source: Path | None = None) -> sitk.ImageFileReader:
+    """ITK's reader of ``source`` (default ``path``) with the header read; errors name ``path``."""
     reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
+    reader.SetFileName(str(source or path))
     try:
         reader.ReadImageInformation()
     except RuntimeError as error:
@@ -68,12 +70,13 @@ def read_volume(path: str | Path, series_uid: str | None = None) -> sitk.Image:
     warnings = sitk.ProcessObject.GetGlobalWarningDisplay()
     sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's multi-line warnings; problems raise InputError
     try:
-        return _read_volume(path, series_uid)
+        with tempfile.TemporaryDirectory(prefix="tumorseg-") as scratch:
+            return _read_volume(path, series_uid, Path(scratch))
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(warnings)
 
 
-def _read_volume(path: Path, series_uid: str | None = None) -> sitk.Image:
+def _read_volume(path: Path, series_uid: str | None, scratch: Path) -> sitk.Image:
     if path.is_dir():
         from .dicom import read_series
 
@@ -81,9 +84,11 @@ def _read_volume(path: Path, series_uid: str | None = None) -> sitk.Image:
     else:
         if path.stat().st_size == 0:
             raise InputError(path, "the file is empty (0 bytes)")
+        source = path
         if path.name.lower().endswith((".nii", ".nii.gz")):
-            _check_nifti(path)  # before ITK, which zero-fills what it cannot read
-        reader = _header(path)
+            # before ITK, which zero-fills what it cannot read; ITK then reads the copy the check decompressed
+            source = _check_nifti(path, scratch / "decompressed.nii") or path
+        reader = _header(path, source)
         size = reader.GetSize()
         if len(size) >= 2 and min(size[:2]) < 16:
             raise InputError(path, f"a {'x'.join(map(str, size))} image is too small for brain MRI")
@@ -112,8 +117,11 @@ def _read_volume(path: Path, series_uid: str | None = None) -> sitk.Image:
     return volume
 
 
-def _check_nifti(path: Path) -> None:
+def _check_nifti(path: Path, decompressed: Path | None = None) -> Path | None:
     """What ITK's NIfTI reader lets through silently, checked from the header and one pass over the data.
+
+    With ``decompressed``, a gzipped file's header and voxel data are also written there as they
+    are checked, and that path is returned, so that the caller decompresses the file only once.
 
     niftilib zero-fills the voxels missing from a truncated file, replaces NaN and Inf by 0, and
     reads a NIfTI-2 header it cannot use as no image at all; a 100000^3 declaration is refused here
@@ -144,17 +152,20 @@ def _check_nifti(path: Path) -> None:
     if not all(np.isfinite(v) and v > 0 for v in pixdim):
         raise InputError(path, f"invalid voxel spacing in the header (pixdim {', '.join(f'{v:g}' for v in pixdim)})")
     if magic not in (b"n+1", b"n+2") or dtype.kind not in "biuf":
-        return  # a header/image pair, or an RGB/complex type: ITK reads or refuses it
+        return None  # a header/image pair, or an RGB/complex type: ITK reads or refuses it
     expected = voxels * dtype.itemsize
     block = dtype.itemsize * (1 << 20)
     total, peak = 0, 0.0
+    copy = _Copy(decompressed if decompressed is not None and _is_gzip(path) else None)
     try:
-        with (gzip.open if _is_gzip(path) else open)(path, "rb") as stream:
+        with (gzip.open if _is_gzip(path) else open)(path, "rb") as stream, copy:
             skipped = 0
             while skipped < offset and (data := stream.read(min(1 << 20, offset - skipped))):
                 skipped += len(data)
+                copy.write(data)
             while skipped == offset and total < expected and (data := stream.read(min(block, expected - total))):
                 total += len(data)
+                copy.write(data)
                 values = np.frombuffer(data[: len(data) - len(data) % dtype.itemsize], dtype=dtype)
                 if dtype.kind == "f" and not np.all(np.isfinite(values)):
                     raise InputError(path, "the volume contains NaN or infinite values")
@@ -166,6 +177,43 @@ def _check_nifti(path: Path) -> None:
         raise InputError(path, f"the file is truncated: {total} of {expected} bytes of voxel data")
     if peak * abs(slope) + abs(inter) > _FLOAT32_MAX:
         raise InputError(path, f"intensities reach {peak * abs(slope) + abs(inter):.3g}, beyond the range of 32-bit floats")
+    return copy.path
+
+
+class _Copy:
+    """The decompressed copy of :func:`_check_nifti`. If it cannot be written (a full scratch disk),
+    ``path`` becomes None and ITK reads the original file: the copy only saves time."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path, self.stream = path, None
+
+    def __enter__(self):
+        if self.path is not None:
+            try:
+                self.stream = open(self.path, "wb")
+            except OSError:
+                self.path = None
+        return self
+
+    def write(self, data: bytes) -> None:
+        if self.stream is not None:
+            try:
+                self.stream.write(data)
+            except OSError:
+                self._close(keep=False)
+
+    def __exit__(self, kind, *_) -> None:
+        self._close(keep=kind is None)
+
+    def _close(self, keep: bool) -> None:
+        if self.stream is not None:
+            try:
+                self.stream.close()
+            except OSError:
+                keep = False
+        self.stream = None
+        if not keep:
+            self.path = None
 
 
 def _nifti_header(path: Path):

@@ -24,12 +24,6 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from monai_core.detect import detect_case  # noqa: E402
-from monai_core.pipeline import TumorSegPipeline  # noqa: E402
-from monai_core.study import load_kaggle_case  # noqa: E402
-
 KAGGLE = ROOT / "tests" / "data" / "kaggle_3m"
 
 
@@ -85,6 +79,8 @@ def synthetic_volume(path: Path, size: tuple[int, int, int]) -> None:
     """A FLAIR-like NIfTI made from the sample's real slices, tiled to the requested size."""
     import SimpleITK as sitk
 
+    from monai_core.study import load_kaggle_case
+
     slices = np.concatenate([load_kaggle_case(p).slices[:, 1] for p in sorted(KAGGLE.iterdir()) if p.is_dir()])
     z, y, x = size[2], size[1], size[0]
     stack = np.resize(slices, (z, 256, 256))
@@ -98,6 +94,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))  # here, not at import: detect_stages.py imports BudaUNet without monai_core
+    from monai_core.detect import detect_case
+    from monai_core.pipeline import TumorSegPipeline
+    from monai_core.study import load_kaggle_case
+
     torch.set_num_threads(2)
     pipeline = TumorSegPipeline()
     baseline = BudaUNet().eval().to(memory_format=torch.channels_last)
