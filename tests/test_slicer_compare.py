@@ -143,3 +143,17 @@ def test_compare_helpers_use_only_slicer_core_api():
         assert hasattr(slicer, name), name
     assert hasattr(slicer.vtkMRMLSubjectHierarchyConstants, "GetDICOMLevelPatient")
     assert comparenodes.lpsToRas([[1, 0, 0, 5], [0, 1, 0, 6], [0, 0, 1, 7], [0, 0, 0, 1]])[0][3] == -5
+
+
+def test_prior_flair_without_a_result_is_detected_first(studies):
+    """The prior study's FLAIR alone: the module detects it (the real networks), then compares."""
+    scene = studies["scene"]
+    priorFlair = sf.load_volume(scene, sf.SAMPLE_DIR / "flair.nii.gz", "prior FLAIR, no result")
+    changeNode, tableNode = studies["logic"].compareWithPrior(priorFlair, studies["currentFlair"], studies["currentSeg"])
+    change = json.loads(changeNode.GetAttribute(comparenodes.CHANGE_ATTRIBUTE))
+    detected = change["baseline"]["measurements"]["volume_ml"]
+    spacing_ml = np.prod(studies["lesion"].GetSpacing()) / 1000.0
+    reference = int(sitk.GetArrayViewFromImage(studies["lesion"]).sum()) * spacing_ml  # the reference lesion
+    assert 0.5 * reference < detected < 1.5 * reference  # the detection found the lesion, not the whole head
+    assert tableNode.GetNumberOfRows() == len(comparenodes.changeRows(change))
+    assert not studies["logic"].isRunning()

@@ -695,8 +695,9 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
     def compareWithPrior(self, prior, flairNode, segmentationNode, dates=None, progressCallback=None):
         """Compare this result with a prior one in the warm engine (``monai_core compare``); blocks until done.
 
-        :param prior: a case folder written by ``tumorseg detect`` (report.json, segmentation.nii.gz), or
-            a TumorSeg segmentation node of the prior study in this scene (its FLAIR is its reference volume).
+        :param prior: a case folder written by ``tumorseg detect`` (report.json, segmentation.nii.gz), a
+            TumorSeg segmentation node of the prior study in this scene (its FLAIR is its reference volume),
+            or the prior study's FLAIR volume node, which is then detected first (FLAIR only).
         :param flairNode: the current FLAIR; ``segmentationNode`` its TumorSeg result.
         :param dates: (prior, current) ``YYYY-MM-DD`` strings, used when a study has no DICOM StudyDate.
         :return: ``(changeSegmentationNode, changeTableNode)``: segments New, Resolved and Stable under a
@@ -708,6 +709,10 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
             raise TumorSegError("A detection or comparison is already running.")
         if segmentationNode is None or segmentationNode.GetSegmentation().GetSegment(TUMOR_SEGMENT_ID) is None:
             raise TumorSegError("Detect the tumour on the current study first: there is no Tumor segment to compare.")
+        if not isinstance(prior, (str, Path)) and prior.IsA("vtkMRMLScalarVolumeNode"):
+            prior = self.process(prior, progressCallback=progressCallback)  # the prior study has no result yet
+            if prior is None:
+                return None, None
         tempRoot = getattr(getattr(slicer, "app", None), "temporaryPath", None)
         tempDir = Path(tempfile.mkdtemp(prefix="TumorSeg-compare-", dir=tempRoot))
         try:

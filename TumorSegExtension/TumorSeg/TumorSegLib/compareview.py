@@ -1,7 +1,7 @@
 """The "Compare with prior" section of the TumorSeg panel: choose a prior result, compare, show the change.
 
 The prior is a TumorSeg result in the scene (a segmentation node with a "Tumor" segment, picked in
-the node selector) or a case folder written by ``tumorseg detect`` ("Prior folder..."). The work is
+the node selector), the prior study's FLAIR (detected first), or a case folder written by ``tumorseg detect`` ("Prior folder..."). The work is
 ``TumorSegLogic.compareWithPrior``; this section only collects the choice, shows progress, and
 shows the New, Resolved and Stable segments over the current FLAIR with the change table.
 """
@@ -30,13 +30,14 @@ class CompareView:
         widget.layout.addWidget(section)
 
         self.priorSelector = slicer.qMRMLNodeComboBox()
-        self.priorSelector.nodeTypes = ["vtkMRMLSegmentationNode"]
+        self.priorSelector.nodeTypes = ["vtkMRMLSegmentationNode", "vtkMRMLScalarVolumeNode"]
         self.priorSelector.noneEnabled = True
         self.priorSelector.addEnabled = False
         self.priorSelector.removeEnabled = False
         self.priorSelector.setMRMLScene(slicer.mrmlScene)
-        self.priorSelector.toolTip = "The TumorSeg result of the prior study (detect it first), or choose a folder below."
-        form.addRow("Prior result:", self.priorSelector)
+        self.priorSelector.toolTip = ("The TumorSeg result of the prior study, or its FLAIR (then it is detected first), "
+                                      "or choose a case folder below.")
+        form.addRow("Prior result or FLAIR:", self.priorSelector)
 
         self.folderButton = qt.QPushButton("Prior folder...")
         self.folderButton.toolTip = "A case folder written by tumorseg detect (report.json and segmentation.nii.gz)."
