@@ -29,11 +29,17 @@ from .measurements import measure
 from .outputs import CaseWriter, case_folder_ready, write_json_atomic, write_mask_nifti
 from .preprocess import register_rigid
 
-__all__ = ["CaseFolder", "read_case_folder", "compare_cases", "rano_category", "PROGRESSION", "PARTIAL_RESPONSE"]
+__all__ = ["CaseFolder", "read_case_folder", "compare_cases", "rano_category", "rano_volumetric", "PROGRESSION",
+           "PARTIAL_RESPONSE", "VOLUMETRIC_PROGRESSION", "VOLUMETRIC_PARTIAL_RESPONSE"]
 
 # RANO (Wen et al. 2010; van den Bent et al. 2011 for LGG) on the bidimensional product
 PROGRESSION = 25.0  # percent increase
 PARTIAL_RESPONSE = -50.0  # percent decrease
+# RANO 2.0 (Wen et al., J Clin Oncol 2023) adds volumetric thresholds, equivalent to the bidimensional ones
+# for a sphere-like lesion: progression at a 40% volume increase, partial response at a 65% decrease
+VOLUMETRIC_PROGRESSION = 40.0
+VOLUMETRIC_PARTIAL_RESPONSE = -65.0
+VOLUMETRIC_SOURCE = "RANO 2.0, Wen et al., J Clin Oncol 2023"
 CATEGORY_NOTE = (
     "An aid to reading, not a diagnosis: RANO categories also weigh contrast enhancement, new lesions, "
     "steroid dose and the clinical state, and rest on the radiologist's own measurements."
@@ -136,6 +142,7 @@ def compare_cases(
         "interval_days": interval,
         **_changes(m_before, m_after, interval),
         "category": rano_category(m_before, m_after),
+        "volumetric": rano_volumetric(m_before, m_after),
         "category_note": CATEGORY_NOTE,
         "change_map": {
             "labels": {str(value): name for value, name, _ in CHANGE_SEGMENTS},
@@ -166,17 +173,37 @@ def study_date(case: CaseFolder, given: date | None) -> tuple[date | None, str |
 
 def rano_category(before: dict, after: dict) -> str:
     """RANO for the FLAIR lesion from the bidimensional products (an aid, not a diagnosis)."""
+    change = _percent(before["bidimensional_product_mm2"], after["bidimensional_product_mm2"] or 0.0)
+    return _category(before, after, change, PROGRESSION, PARTIAL_RESPONSE)
+
+
+def _category(before: dict, after: dict, change: float | None, progression: float, partial_response: float) -> str:
+    """The RANO category of a percent change, with a lesion that vanished or appeared decided first."""
     had, has = bool(before["volume_ml"]), bool(after["volume_ml"])
     if had and not has:
         return "complete response"
     if not had:
         return "progression" if has else "stable"  # a new lesion is progression in RANO
-    change = _percent(before["bidimensional_product_mm2"], after["bidimensional_product_mm2"])
-    if change >= PROGRESSION:
+    if change >= progression:
         return "progression"
-    if change <= PARTIAL_RESPONSE:
+    if change <= partial_response:
         return "partial response"
     return "stable"
+
+
+def rano_volumetric(before: dict, after: dict) -> dict:
+    """The RANO 2.0 volumetric block of change.json: category, volume change and the thresholds used.
+
+    The categories mirror :func:`rano_category`'s, on the volume instead of the bidimensional product.
+    """
+    change = _percent(before["volume_ml"], after["volume_ml"])
+    category = _category(before, after, change, VOLUMETRIC_PROGRESSION, VOLUMETRIC_PARTIAL_RESPONSE)
+    return {
+        "category": category,
+        "volume_change_percent": _rounded(change, 2),
+        "thresholds": {"progression_percent": VOLUMETRIC_PROGRESSION,
+                       "partial_response_percent": VOLUMETRIC_PARTIAL_RESPONSE, "source": VOLUMETRIC_SOURCE},
+    }
 
 
 def _register(before: CaseFolder, after: CaseFolder) -> sitk.Transform:

@@ -1,4 +1,4 @@
-"""The warm engine: one process that loads the models once and then runs ``detect`` requests.
+"""The warm engine: one process that loads the models once and then runs ``detect`` and ``compare`` requests.
 
     python -m monai_core.engine [--bundle DIR]
 
@@ -11,6 +11,15 @@ by their names (``tumorseg detect --help``); the request is checked by the same 
 same code as the command line (``monai_core.commands.detect``)::
 
     {"flair": "/in/flair.nrrd", "t1": "/in/t1.nrrd", "t1c": null, "output": "/out", "case_id": "case", "id": 1}
+
+A request with ``"command": "compare"`` takes the arguments of ``tumorseg compare`` instead (the
+Slicer module's "Compare with prior"; ``dates`` is a list of two ``YYYY-MM-DD`` strings)::
+
+    {"command": "compare", "baseline": "/out/prior", "followup": "/out/case", "output": "/out/changes",
+     "case_id": "change", "id": 2}
+
+and is answered with ``{"done": true, "change": "/out/changes/change/change.json", "case_id": ...}``.
+A request without ``command`` is a detect request.
 
 Options that take a value take a string (or a number), flags (``seg_nrrd``, ``dicom_seg``,
 ``overlay``, ``overwrite``) take true or false, null is the same as leaving a key out, and
@@ -66,17 +75,20 @@ def _one_line(text: str, limit: int = 1000) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _detect_parser() -> argparse.ArgumentParser:
-    """The ``tumorseg detect`` parser itself, with the command line's one-line usage errors."""
+def _command_parser(name: str) -> argparse.ArgumentParser:
+    """The ``tumorseg <name>`` parser itself, with the command line's one-line usage errors."""
     from .cli import _Parser
-    from .commands import detect
+    from .commands import compare, detect
 
     subparsers = _Parser(prog="tumorseg").add_subparsers(dest="command", parser_class=_Parser)
-    return detect.add_parser(subparsers)
+    return {"detect": detect, "compare": compare}[name].add_parser(subparsers)
+
+
+COMMANDS = ("detect", "compare")
 
 
 class Engine:
-    """Answers ``detect`` requests with one loaded pipeline; see the module docstring for the protocol.
+    """Answers ``detect`` and ``compare`` requests with one loaded pipeline; see the module docstring for the protocol.
 
     Args:
         out: the stream for protocol lines (the process's original stdout).
@@ -91,8 +103,11 @@ class Engine:
         self.bundle = bundle
         self.pipeline = pipeline
         self.progress = reporter("json", stream=out)
-        self.parser = _detect_parser()
+        self.parsers = {name: _command_parser(name) for name in COMMANDS}
+        self.parser = self.parsers["detect"]
         self.actions = {a.dest: a for a in self.parser._actions if a.dest not in _FIXED}
+        self.command_actions = {name: {a.dest: a for a in parser._actions if a.dest not in _FIXED}
+                                for name, parser in self.parsers.items()}
         self.requests = 0
         self.model_loads = 0
 
@@ -129,10 +144,16 @@ class Engine:
         try:
             request = self.decode(line)
             request_id = request.pop("id", None)
-            args = self.parse(request)
-            report = detect_from_args(args, self.progress, pipeline=self.pipeline)
-            path = Path(args.output) / report["case_id"] / "report.json"
-            answer = {"done": True, "report": str(path), "case_id": report["case_id"]}
+            command = request.pop("command", None) or "detect"
+            if command not in COMMANDS:
+                raise InputError(None, f"unknown command {command!r}: expected one of {', '.join(COMMANDS)}")
+            args = self.parse(request, command)
+            if command == "compare":
+                answer = self.compare(args)
+            else:
+                report = detect_from_args(args, self.progress, pipeline=self.pipeline)
+                path = Path(args.output) / report["case_id"] / "report.json"
+                answer = {"done": True, "report": str(path), "case_id": report["case_id"]}
         except InputError as error:
             message = _one_line(error)
             print(f"tumorseg: error: {message}", file=self.log, flush=True)
@@ -149,6 +170,16 @@ class Engine:
         answer["engine"] = {"pid": os.getpid(), "requests": self.requests, "model_loads": self.model_loads}
         return answer
 
+    def compare(self, args: argparse.Namespace) -> dict:
+        """A compare request: the same function as ``tumorseg compare`` (the models are not needed)."""
+        from .compare import compare_cases
+
+        self.progress("compare", 0.0, "registering the follow-up to the baseline")
+        change = compare_cases(args.baseline, args.followup, args.output, args.case_id, args.dates, args.overwrite)
+        self.progress("compare", 1.0, "change written")
+        path = Path(args.output) / change["case_id"] / "change.json"
+        return {"done": True, "change": str(path), "case_id": change["case_id"]}
+
     @staticmethod
     def decode(line: str) -> dict:
         try:
@@ -159,18 +190,23 @@ class Engine:
             raise InputError(None, "the request must be a JSON object of detect arguments")
         return request
 
-    def parse(self, request: dict) -> argparse.Namespace:
-        """Turn a request object into detect's argument list and parse it with detect's own parser."""
-        argv, positional = [], []
+    def parse(self, request: dict, command: str = "detect") -> argparse.Namespace:
+        """Turn a request object into the command's argument list and parse it with the command's own parser."""
+        argv, positional = [], {}
+        actions = self.command_actions[command]
         for key, value in request.items():
-            action = self.actions.get(key)
+            action = actions.get(key)
             if action is None:
-                reason = _FIXED.get(key) or f"expected some of: {', '.join(sorted(self.actions))}"
+                reason = _FIXED.get(key) or f"expected some of: {', '.join(sorted(actions))}"
                 raise InputError(None, f"unknown request key {key!r}: {reason}")
             if value is None:
                 continue
             if not action.option_strings:
-                positional.append(str(value))
+                positional[key] = str(value)
+            elif isinstance(action.nargs, int) and action.nargs > 1:  # compare's --dates D1 D2
+                if not isinstance(value, list) or len(value) != action.nargs or not all(isinstance(v, str) for v in value):
+                    raise InputError(None, f"request key {key!r} must be a list of {action.nargs} strings")
+                argv += [max(action.option_strings, key=len), *value]
             elif action.nargs == 0:  # a flag
                 if not isinstance(value, bool):
                     raise InputError(None, f"request key {key!r} must be true or false")
@@ -180,12 +216,12 @@ class Engine:
                 if isinstance(value, (bool, list, dict)):
                     raise InputError(None, f"request key {key!r} must be a string")
                 argv.append(f"{max(action.option_strings, key=len)}={value}")  # "=": a value may start with "-"
-        if positional:
-            argv += ["--", *positional]
+        if positional:  # in the parser's order (compare's baseline before followup), whatever the request's
+            argv += ["--", *(positional[dest] for dest in actions if dest in positional)]
         messages = io.StringIO()
         try:
             with contextlib.redirect_stderr(messages):
-                return self.parser.parse_args(argv)
+                return self.parsers[command].parse_args(argv)
         except SystemExit:
             lines = [line for line in messages.getvalue().splitlines() if line.strip()]
             message = lines[-1] if lines else "invalid request"

@@ -34,6 +34,8 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
+from TumorSegLib import comparenodes
+from TumorSegLib.compareview import CompareView
 from TumorSegLib.engine import Engine, sharedEngine, stopSharedEngine
 from TumorSegLib.errors import TumorSegError
 
@@ -132,6 +134,7 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.ui.progressBar.hide()
         self.ui.statusLabel.text = ""
+        self.compareView = CompareView(self, OUTPUT_ROLE, FLAIR_ROLE, TUMOR_SEGMENT_ID)  # "Compare with prior"
         self.initializeParameterNode()
 
     def cleanup(self):
@@ -686,6 +689,74 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
         if progressCallback:
             progressCallback(1.0, "Done.")
         return segmentationNode
+
+    # Compare with prior
+
+    def compareWithPrior(self, prior, flairNode, segmentationNode, dates=None, progressCallback=None):
+        """Compare this result with a prior one in the warm engine (``monai_core compare``); blocks until done.
+
+        :param prior: a case folder written by ``tumorseg detect`` (report.json, segmentation.nii.gz), a
+            TumorSeg segmentation node of the prior study in this scene (its FLAIR is its reference volume),
+            or the prior study's FLAIR volume node, which is then detected first (FLAIR only).
+        :param flairNode: the current FLAIR; ``segmentationNode`` its TumorSeg result.
+        :param dates: (prior, current) ``YYYY-MM-DD`` strings, used when a study has no DICOM StudyDate.
+        :return: ``(changeSegmentationNode, changeTableNode)``: segments New, Resolved and Stable under a
+            transform from the prior's space to the current FLAIR's, and the change table (role
+            ``TumorSegChangeTable``); ``(None, None)`` if cancelled.
+        :raises TumorSegError: with the engine's one-line message when compare fails.
+        """
+        if self._run is not None:
+            raise TumorSegError("A detection or comparison is already running.")
+        if segmentationNode is None or segmentationNode.GetSegmentation().GetSegment(TUMOR_SEGMENT_ID) is None:
+            raise TumorSegError("Detect the tumour on the current study first: there is no Tumor segment to compare.")
+        if not isinstance(prior, (str, Path)) and prior.IsA("vtkMRMLScalarVolumeNode"):
+            prior = self.process(prior, progressCallback=progressCallback)  # the prior study has no result yet
+            if prior is None:
+                return None, None
+        tempRoot = getattr(getattr(slicer, "app", None), "temporaryPath", None)
+        tempDir = Path(tempfile.mkdtemp(prefix="TumorSeg-compare-", dir=tempRoot))
+        try:
+            if progressCallback:
+                progressCallback(0.0, "Writing both studies...")
+            if isinstance(prior, (str, Path)):
+                problem = comparenodes.priorFolderProblem(prior)
+                if problem:
+                    raise TumorSegError(problem)
+                priorFolder = Path(prior)
+            else:
+                priorFlair = prior.GetNodeReference(slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole())
+                if priorFlair is None or prior.GetSegmentation().GetSegment(TUMOR_SEGMENT_ID) is None:
+                    raise TumorSegError(f"'{prior.GetName()}' is not a TumorSeg result (no Tumor segment on a FLAIR).")
+                priorFolder = comparenodes.writeCaseFolder(tempDir / "prior", priorFlair, prior, self.reportFromSegmentation(prior),
+                                                           TUMOR_SEGMENT_ID, self.inputFileExtension)
+            currentFolder = comparenodes.writeCaseFolder(tempDir / "current", flairNode, segmentationNode, self.reportFromSegmentation(segmentationNode),
+                                                         TUMOR_SEGMENT_ID, self.inputFileExtension)
+            request = {"command": "compare", "baseline": str(priorFolder), "followup": str(currentFolder),
+                       "output": str(tempDir / "out"), "case_id": "change", "dates": list(dates) if dates else None}
+            logging.info("TumorSeg: compare " + json.dumps(request))
+            run = self._engine().submit(request, tempDir, tempDir / "out" / "change")
+        except BaseException:
+            shutil.rmtree(tempDir, ignore_errors=True)
+            raise
+        self._run = run
+        try:
+            while not run.finished() and not run.cancelled:
+                run.pump(progressCallback)
+                if hasattr(slicer, "app"):
+                    slicer.app.processEvents()
+                time.sleep(0.05)
+            run.pump(progressCallback)
+            if run.cancelled:
+                return None, None
+            if not run.succeeded():
+                raise run.failure()
+            nodes = comparenodes.importChange(flairNode.GetScene(), run.caseDir, flairNode, flairNode.GetName())
+            self._placeInStudy(flairNode, list(nodes))
+            if progressCallback:
+                progressCallback(1.0, "Done.")
+            return nodes
+        finally:
+            self._cleanup(run)
 
     # Result -> MRML
 

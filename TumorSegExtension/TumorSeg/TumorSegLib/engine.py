@@ -40,6 +40,7 @@ STAGE_RANGES = {
     "segment": (0.7, 0.9),
     "write": (0.9, 0.95),
     "done": (0.95, 0.96),
+    "compare": (0.15, 0.95),  # a compare request (Compare with prior)
 }
 
 
