@@ -20,16 +20,14 @@ __all__ = ["CLEANUP_RULES", "clean_up", "cleanup_setting", "components", "keep_m
 def keep_main_components(mask: np.ndarray, min_fraction: float) -> np.ndarray:
     """``mask`` (slices, rows, columns) without the 3D components smaller than ``min_fraction`` x the largest.
 
-    ``min_fraction`` 0 keeps everything, 1 keeps only the largest component (face connectivity).
+    ``min_fraction`` 0 keeps everything, 1 keeps only the largest component (face connectivity):
+    the "size" rule on a plain mask.
     """
     mask = np.asarray(mask, bool)
     if min_fraction <= 0 or not mask.any():
         return mask
-    components = sitk.RelabelComponent(sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8))))
-    labels = sitk.GetArrayFromImage(components)  # 1 = largest, then by decreasing size
-    sizes = np.bincount(labels.ravel())
-    kept = np.flatnonzero(sizes >= min_fraction * sizes[1])
-    return np.isin(labels, kept[kept > 0])
+    labels, table = components(mask, mask.astype(np.float32), np.ones(len(mask), np.float32), mirrored=False)
+    return _by_size(table, min_fraction)[labels]
 
 
 
@@ -49,16 +47,20 @@ def mirrored_share(mask: np.ndarray, labels: np.ndarray, midline_margin: int = 1
     return mirrored / np.maximum(total, 1)
 
 
-def components(mask: np.ndarray, probability: np.ndarray, slice_probability: np.ndarray) -> tuple[np.ndarray, dict]:
+def components(mask: np.ndarray, probability: np.ndarray, slice_probability: np.ndarray, mirrored: bool = True) -> tuple[np.ndarray, dict]:
     """(labels, per-label table) of the 3D components of ``mask`` (label 0 = background):
     ``size``; ``evidence``, the summed segmenter probability with each voxel weighted by the
-    classifier's probability for its slice; and ``mirrored``, the share mirrored on the other side."""
+    classifier's probability for its slice; and, with ``mirrored``, ``mirrored``, the share mirrored
+    on the other side (a dilation of the whole mask: left out when the rule does not need it)."""
     labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8))))
     weighted = probability * np.asarray(slice_probability, np.float32)[:, None, None]
     size = np.bincount(labels.ravel(), minlength=labels.max() + 1).astype(float)
     evidence = np.bincount(labels.ravel(), weights=weighted.ravel(), minlength=labels.max() + 1)
     size[0] = evidence[0] = 0.0
-    return labels, {"size": size, "evidence": evidence, "mirrored": mirrored_share(mask, labels)}
+    table = {"size": size, "evidence": evidence}
+    if mirrored:
+        table["mirrored"] = mirrored_share(mask, labels)
+    return labels, table
 
 
 def _relative(score: np.ndarray, fraction: float) -> np.ndarray:
@@ -85,6 +87,7 @@ CLEANUP_RULES = {  # name: (kept labels from a component table and a parameter, 
     "evidence": (_by_evidence, (0.05, 0.1, 0.25, 0.5)),
     "evidence_symmetry": (_by_evidence_and_symmetry, (0.05, 0.1, 0.25, 0.5)),
 }
+MIRRORED_RULES = {"evidence_symmetry"}  # the rules that read the table's "mirrored"
 
 
 def clean_up(probability: np.ndarray, slice_probability: np.ndarray, mask_threshold: float, rule: str, parameter: float) -> np.ndarray:
@@ -95,7 +98,7 @@ def clean_up(probability: np.ndarray, slice_probability: np.ndarray, mask_thresh
     mask = probability >= mask_threshold
     if not mask.any():
         return mask
-    labels, table = components(mask, probability, slice_probability)
+    labels, table = components(mask, probability, slice_probability, mirrored=rule in MIRRORED_RULES)
     return CLEANUP_RULES[rule][0](table, parameter)[labels]
 
 

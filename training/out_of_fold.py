@@ -26,7 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "training"))
 
-from monai_core.postprocess import CLEANUP_RULES, clean_up, components  # noqa: E402
+from monai_core.postprocess import CLEANUP_RULES, components  # noqa: E402
 from monai_core.data import DEFAULT_PATIENT_LIST, patient_folds, read_patient_list  # noqa: E402
 from monai_core.evaluation import truth_masks  # noqa: E402
 from monai_core.metrics import dice, summarise  # noqa: E402
@@ -84,13 +84,6 @@ def settings() -> list[tuple]:
     """Every (classifier threshold, mask threshold, clean-up rule, its parameter) searched."""
     rules = [(name, p) for name, (_, grid) in CLEANUP_RULES.items() for p in grid]
     return [(c, m, r, p) for c, m, (r, p) in itertools.product(CLASSIFIER_GRID, MASK_GRID, rules)]
-
-
-def final_mask(case: dict, setting: tuple) -> np.ndarray:
-    classifier, mask, rule, parameter = setting
-    gate = (case["slice_probability"] >= classifier)[:, None, None]
-    probability = np.where(gate, case["tumour_probability"].astype(np.float32), 0.0)
-    return clean_up(probability, case["slice_probability"], mask, rule, parameter)
 
 
 def score_table(cases: dict, grid: list[tuple]) -> tuple[np.ndarray, np.ndarray]:

@@ -574,12 +574,7 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
             self._timer.start()
             return None
         try:
-            while not run.finished() and not run.cancelled:
-                run.pump(progressCallback)
-                if hasattr(slicer, "app"):
-                    slicer.app.processEvents()
-                time.sleep(0.05)
-            run.pump(progressCallback)
+            self._waitFor(run, progressCallback)
             return self._finish(run, context)
         finally:
             self._cleanup(run)
@@ -672,6 +667,16 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
         if self._run is run:
             self._run = None
 
+    @staticmethod
+    def _waitFor(run, progressCallback):
+        """Pump the run's progress until it ends or is cancelled, keeping Slicer's GUI alive."""
+        while not run.finished() and not run.cancelled:
+            run.pump(progressCallback)
+            if hasattr(slicer, "app"):
+                slicer.app.processEvents()
+            time.sleep(0.05)
+        run.pump(progressCallback)
+
     def _finish(self, run, context):
         flairNode, t1Node, t1cNode, outputSegmentationNode, progressCallback = context
         if run.cancelled:
@@ -740,12 +745,7 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
             raise
         self._run = run
         try:
-            while not run.finished() and not run.cancelled:
-                run.pump(progressCallback)
-                if hasattr(slicer, "app"):
-                    slicer.app.processEvents()
-                time.sleep(0.05)
-            run.pump(progressCallback)
+            self._waitFor(run, progressCallback)
             if run.cancelled:
                 return None, None
             if not run.succeeded():

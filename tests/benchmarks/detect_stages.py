@@ -83,7 +83,8 @@ def install():
     _wrap(detect, "lesion_warnings", "checks")
     _wrap(pipeline.TumorSegPipeline, "classify", "classify")
     _wrap(pipeline.TumorSegPipeline, "segment", "segment")
-    _wrap(pipeline, "keep_main_components", "segment")
+    for name in ("keep_main_components", "clean_up"):  # the clean-up of 0.3.0 and of this version
+        _wrap(pipeline, name, "segment")
     _wrap(pipeline.TumorSegPipeline, "flipped_segmentation", "confidence")
     for name in ("case_features", "uncertain_slices"):
         _wrap(detect, name, "confidence")
