@@ -11,6 +11,7 @@ after the test and every other test keeps the attribute-less stand-ins.
 
 from __future__ import annotations
 
+import inspect
 import types
 
 import qt  # the stand-in module of slicer_fixture.install()
@@ -34,8 +35,13 @@ class Widget:
         self.slots.setdefault(signal, []).append(slot)
 
     def emit(self, signal, *args):
+        """Call the slots as PythonQt does: with as many of the signal's arguments as each slot takes."""
         for slot in self.slots.get(signal, []):
-            slot(*args)
+            parameters = inspect.signature(slot).parameters.values()
+            if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+                slot(*args)
+            else:
+                slot(*args[: sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)])
 
     def click(self):
         """A user's click: nothing happens on a disabled button."""

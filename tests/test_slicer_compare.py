@@ -239,3 +239,116 @@ def test_prior_flair_without_a_result_is_detected_first(studies):
     assert 0.5 * reference < detected < 1.5 * reference  # the detection found the lesion, not the whole head
     assert tableNode.GetNumberOfRows() == len(comparenodes.changeRows(change))
     assert not studies["logic"].isRunning()
+
+
+# ----------------------------------------------------------------------------------------- the panel section
+
+
+class Panel:
+    """The TumorSegWidget as CompareView sees it: layout, ui, parameter node, the real logic and ensureDependencies."""
+
+    ensureDependencies = TumorSeg.TumorSegWidget.ensureDependencies  # the module's own: ask, then install
+
+    def __init__(self, studies):
+        import types
+
+        import slicer_widgets as sw
+
+        scene = studies["scene"]
+        self.layout = sw.Widget()
+        self.ui = types.SimpleNamespace(statusLabel=sw.Widget(), progressBar=sw.Widget(), applyButton=sw.Widget("Detect"))
+        self.logic = studies["logic"]
+        self._parameterNode = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
+        self._parameterNode.SetNodeReferenceID(TumorSeg.FLAIR_ROLE, studies["currentFlair"].GetID())
+        self._parameterNode.SetNodeReferenceID(TumorSeg.OUTPUT_ROLE, studies["currentSeg"].GetID())
+        self.progress = []
+        self.onProgressHook = None
+        self.buttonsUpdated = 0
+
+    def onProgress(self, progress, message):
+        self.progress.append((progress, message))
+        if self.onProgressHook:
+            self.onProgressHook(progress, message)
+
+    def updateButtons(self):  # the widget's: Detect is enabled again when nothing runs
+        self.buttonsUpdated += 1
+        self.ui.applyButton.enabled = True
+
+
+@pytest.fixture
+def view(studies, monkeypatch):
+    """CompareView built on the widget stand-ins over the real scene, logic and engine: (view, panel, dialogs)."""
+    import slicer_widgets as sw
+
+    dialogs = sw.install(monkeypatch, studies["scene"], confirm=False)
+    from TumorSegLib.compareview import CompareView
+
+    panel = Panel(studies)
+    view = CompareView(panel, TumorSeg.OUTPUT_ROLE, TumorSeg.FLAIR_ROLE, TumorSeg.TUMOR_SEGMENT_ID)
+    return view, panel, dialogs
+
+
+def change_nodes(scene):
+    return [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())
+            if scene.GetNthNode(i).GetAttribute(comparenodes.CHANGE_ATTRIBUTE)]
+
+
+def test_the_prior_selector_offers_no_labelmap(studies, view):
+    selector = view[0].priorSelector
+    labelmap = sf.load_volume(studies["scene"], sf.SAMPLE_DIR / "flair_lesion.nii.gz", "a labelmap", labelmap=True)
+    offered = selector.nodes()
+    assert labelmap not in offered
+    assert studies["priorSeg"] in offered and studies["currentFlair"] in offered  # results and FLAIRs are
+    with pytest.raises(ValueError, match="not offered"):
+        selector.setCurrentNode(labelmap)
+
+
+def test_the_current_flair_is_refused_as_its_own_prior(studies, view):
+    view, panel, dialogs = view
+    view.priorSelector.setCurrentNode(studies["currentFlair"])
+    nodes = studies["scene"].GetNumberOfNodes()
+    view.compareButton.click()
+    assert dialogs.errors == ["'current FLAIR' is the current FLAIR: choose the prior study's FLAIR or its TumorSeg result."]
+    assert dialogs.confirmations == [] and panel.progress == []  # refused before anything else
+    assert studies["scene"].GetNumberOfNodes() == nodes and not view.running
+
+
+def test_compare_installs_the_engine_packages_first(studies, view, tmp_path, monkeypatch):
+    """A Slicer without the engine's packages is asked to install them; declining compares nothing."""
+    view, panel, dialogs = view
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("tumorseg-absent-package==1.0\n")
+    monkeypatch.setattr(TumorSegLogic, "requirementsFile", classmethod(lambda cls: requirements))
+    view.priorSelector.setCurrentNode(studies["priorSeg"])
+    nodes = studies["scene"].GetNumberOfNodes()
+    view.compareButton.click()
+    assert len(dialogs.confirmations) == 1 and "tumorseg-absent-package==1.0" in dialogs.confirmations[0]
+    assert panel.progress == [] and studies["scene"].GetNumberOfNodes() == nodes and not view.running
+
+
+def test_the_compare_button_cancels_a_running_comparison(studies, view):
+    """Clicked while comparing, the button cancels: the engine ends, nothing is added, the panel is ready again."""
+    view, panel, dialogs = view
+    view.priorSelector.setCurrentNode(studies["priorSeg"])
+    seen = {}
+
+    def whileRunning(progress, message):
+        if studies["logic"].isRunning() and "run" not in seen:  # the engine has the request
+            seen.update(run=studies["logic"]._run, text=view.compareButton.text, detect=panel.ui.applyButton.enabled,
+                        selector=view.priorSelector.enabled)
+            view.compareButton.click()  # the user's second click, while Slicer processes events
+
+    panel.onProgressHook = whileRunning
+    before = change_nodes(studies["scene"])
+    view.compareButton.click()
+    assert (seen["text"], seen["detect"], seen["selector"]) == ("Cancel", False, False)
+    assert seen["run"].cancelled and seen["run"].process.poll() is not None  # the engine process ended
+    assert not seen["run"].tempDir.exists()
+    assert panel.ui.statusLabel.text == "Compare cancelled." and dialogs.errors == []
+    assert view.compareButton.text == "Compare with prior..." and view.priorSelector.enabled
+    assert panel.ui.applyButton.enabled and panel.buttonsUpdated >= 1
+    assert change_nodes(studies["scene"]) == before and not studies["logic"].isRunning()
+    # and the next comparison runs in a new engine
+    panel.onProgressHook = None
+    view.compareButton.click()
+    assert panel.ui.statusLabel.text == "Compared with the prior study." and len(change_nodes(studies["scene"])) == len(before) + 1
