@@ -92,6 +92,9 @@ class CompareView:
             self.widget.ui.statusLabel.text = "Cancelling..."
             self.widget.logic.cancel()
             return
+        if self.widget.logic.isRunning():  # a detection: its progress bar and Cancel stay as they are
+            slicer.util.errorDisplay("A detection is running; compare when it has finished.", windowTitle="TumorSeg")
+            return
         parameters = self.widget._parameterNode
         flairNode = parameters.GetNodeReference(self.flairRole) if parameters else None
         segmentationNode = parameters.GetNodeReference(self.outputRole) if parameters else None
