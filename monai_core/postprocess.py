@@ -42,6 +42,7 @@ __all__ = [
     "gate",
     "kept_components",
     "keep_main_components",
+    "slices_of_components",
 ]
 
 
@@ -125,46 +126,74 @@ def gate(slice_probability: np.ndarray, tumour_probability: np.ndarray, classifi
     return np.where(passed[:, None, None], np.asarray(tumour_probability, np.float32), np.float32(0.0))
 
 
-def _mirror(image: sitk.Image, midline: Midline) -> sitk.Image:
-    """``image`` (a label volume, index space) reflected about the midline in every slice."""
-    h = image.GetSize()[1]
+def _reflected(rows: np.ndarray, columns: np.ndarray, midline: Midline, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel positions reflected about the midline, rounded."""
     angle = np.radians(midline.angle_degrees)
-    direction = np.array([np.sin(angle), np.cos(angle)])  # the line's direction in (x = column, y = row)
-    reflection = 2.0 * np.outer(direction, direction) - np.eye(2)
-    transform = sitk.AffineTransform(3)
-    transform.SetMatrix([*reflection[0], 0.0, *reflection[1], 0.0, 0.0, 0.0, 1.0])
-    transform.SetCenter((midline.column, (h - 1) / 2, 0.0))
-    return sitk.Resample(image, image, transform, sitk.sitkNearestNeighbor, 0)
+    dx, dy = np.sin(angle), np.cos(angle)
+    x, y = columns - midline.column, rows - (height - 1) / 2
+    along = x * dx + y * dy
+    return np.rint(2 * along * dy - y + (height - 1) / 2).astype(np.int64), np.rint(2 * along * dx - x + midline.column).astype(np.int64)
 
 
-def _distance_to_midline(shape: tuple[int, int], midline: Midline) -> np.ndarray:
-    h, w = shape
+def _in_plane_max(values: np.ndarray, radius: int) -> np.ndarray:
+    """Maximum over a (2 radius + 1)^2 square around each pixel of every slice (separable)."""
+    out = values
+    for axis in (1, 2):
+        padded = np.pad(out, [(radius, radius) if a == axis else (0, 0) for a in range(3)])
+        n = out.shape[axis]
+        window = [slice(None)] * 3
+        result = None
+        for k in range(2 * radius + 1):
+            window[axis] = slice(k, k + n)
+            result = padded[tuple(window)].copy() if result is None else np.maximum(result, padded[tuple(window)], out=result)
+        out = result
+    return out
+
+
+def _distance_to_midline(rows: np.ndarray, columns: np.ndarray, midline: Midline, height: int) -> np.ndarray:
     angle = np.radians(midline.angle_degrees)
-    rows, columns = np.mgrid[0:h, 0:w].astype(float)
-    return np.abs((columns - midline.column) * np.cos(angle) - (rows - (h - 1) / 2) * np.sin(angle))
+    return np.abs((columns - midline.column) * np.cos(angle) - (rows - (height - 1) / 2) * np.sin(angle))
 
 
-def mirrored_share(labels: np.ndarray, midline: Midline, midline_margin: int = 12, tolerance: int = 3) -> np.ndarray:
+def mirrored_share(labels: np.ndarray, midline: Midline, midline_margin: int = 12, tolerance: int = 3,
+                   voxels: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
     """Per component label (index = label): the share of its voxels, outside a band of
     ``midline_margin`` pixels either side of the midline, whose mirror image falls within
     ``tolerance`` pixels of *another* component. A component's own reflection is no evidence of
-    symmetry: a lesion that crosses the midline mirrors onto itself."""
+    symmetry: a lesion that crosses the midline mirrors onto itself. ``voxels``: ``np.nonzero(labels)``
+    when the caller has it."""
     count = int(labels.max())
     if count == 0:
         return np.zeros(1)
-    image = sitk.GetImageFromArray(labels.astype(np.uint32))
-    radius = [tolerance, tolerance, 0]
-    highest = sitk.GetArrayFromImage(_mirror(sitk.GrayscaleDilate(image, radius), midline))
-    inverted = sitk.GetImageFromArray(np.where(labels > 0, count + 1 - labels, 0).astype(np.uint32))
-    lowest_inverted = sitk.GetArrayFromImage(_mirror(sitk.GrayscaleDilate(inverted, radius), midline)).astype(np.int64)
+    _, h, w = labels.shape
+    z, r, c = voxels if voxels is not None else np.nonzero(labels)
+    own = labels[z, r, c]
+    lateral = _distance_to_midline(r, c, midline, h) >= midline_margin
+    total = np.bincount(own[lateral], minlength=count + 1)
+    # the labels within tolerance of each pixel, inside the components' box: highest and lowest,
+    # since a window that holds two different labels shows one of them as its highest or lowest
+    r0, r1, c0, c1 = max(r.min() - tolerance, 0), min(r.max() + tolerance + 1, h), max(c.min() - tolerance, 0), min(c.max() + tolerance + 1, w)
+    z0, z1 = z.min(), z.max() + 1
+    box = labels[z0:z1, r0:r1, c0:c1].astype(np.int64)
+    highest = _in_plane_max(box, tolerance)
+    lowest_inverted = _in_plane_max(np.where(box > 0, count + 1 - box, 0), tolerance)
     lowest = np.where(lowest_inverted > 0, count + 1 - lowest_inverted, 0)
-    # a window that holds two different labels shows one of them as its highest or lowest
-    other = ((highest > 0) & (highest != labels)) | ((lowest > 0) & (lowest != labels))
-    lateral = _distance_to_midline(labels.shape[1:], midline) >= midline_margin
-    counted = (labels > 0) & lateral[None]
-    total = np.bincount(labels[counted], minlength=count + 1)
-    mirrored = np.bincount(labels[counted & other], minlength=count + 1)
+    mr, mc = _reflected(r, c, midline, h)
+    mr, mc = mr - r0, mc - c0
+    inside = (mr >= 0) & (mr < r1 - r0) & (mc >= 0) & (mc < c1 - c0)
+    near_high, near_low = np.zeros(len(z), np.int64), np.zeros(len(z), np.int64)
+    near_high[inside] = highest[z[inside] - z0, mr[inside], mc[inside]]
+    near_low[inside] = lowest[z[inside] - z0, mr[inside], mc[inside]]
+    other = ((near_high > 0) & (near_high != own)) | ((near_low > 0) & (near_low != own))
+    mirrored = np.bincount(own[lateral & other], minlength=count + 1)
     return mirrored / np.maximum(total, 1)
+
+
+def slices_of_components(labels: np.ndarray, voxels: tuple[np.ndarray, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(slice, label) pairs: which components each slice holds (label 0 left out)."""
+    z, r, c = voxels if voxels is not None else np.nonzero(labels)
+    pairs = np.unique(labels[z, r, c].astype(np.int64) * len(labels) + z)
+    return pairs % len(labels), pairs // len(labels)
 
 
 def component_table(mask: np.ndarray, probability: np.ndarray, slice_probability: np.ndarray,
@@ -176,17 +205,16 @@ def component_table(mask: np.ndarray, probability: np.ndarray, slice_probability
     labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8))))
     slice_probability = np.asarray(slice_probability, np.float32)
     count = int(labels.max())
-    weighted = probability * slice_probability[:, None, None]
-    size = np.bincount(labels.ravel(), minlength=count + 1).astype(float)
-    evidence = np.bincount(labels.ravel(), weights=weighted.ravel(), minlength=count + 1)
+    z, r, c = np.nonzero(labels)
+    own = labels[z, r, c]
+    size = np.bincount(own, minlength=count + 1).astype(float)
+    evidence = np.bincount(own, weights=probability[z, r, c] * slice_probability[z], minlength=count + 1)
     peak = np.zeros(count + 1)
-    for z in np.flatnonzero(mask.reshape(len(mask), -1).any(1)):
-        present = np.unique(labels[z])
-        peak[present] = np.maximum(peak[present], slice_probability[z])
-    size[0] = evidence[0] = peak[0] = 0.0
-    table = {"size": size, "evidence": evidence, "peak": peak}
+    on_slice, label = slices_of_components(labels, (z, r, c))
+    np.maximum.at(peak, label, slice_probability[on_slice])
+    table = {"size": size, "evidence": evidence, "peak": peak, "slices": (on_slice, label)}
     if midline is not None:
-        table["mirrored"] = mirrored_share(labels, midline)
+        table["mirrored"] = mirrored_share(labels, midline, voxels=(z, r, c))
     return labels, table
 
 
@@ -220,7 +248,7 @@ MIRRORED_RULES = {"evidence_symmetry"}  # the rules that read the table's "mirro
 def kept_components(table: dict, rule: str, parameter: float, confirm: float = 0.0) -> np.ndarray:
     """Per label: kept by confirmation and then by the clean-up rule, which ranks only the confirmed."""
     confirmed = table["peak"] >= confirm
-    ranked = {key: np.where(confirmed, value, 0.0) for key, value in table.items()}
+    ranked = {key: np.where(confirmed, table[key], 0.0) for key in ("size", "evidence", "peak", "mirrored") if key in table}
     return CLEANUP_RULES[rule][0](ranked, parameter) & confirmed
 
 

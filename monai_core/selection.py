@@ -55,20 +55,20 @@ def score_table(cases: list[Case], grid: list[MaskSetting]) -> tuple[np.ndarray,
     mirrored = any(s.rule in MIRRORED_RULES for s in grid)
     for i, case in enumerate(cases):
         truth = np.asarray(case.truth, bool)
+        truth_voxels = int(truth.sum())
         tumour_slice = truth.reshape(len(truth), -1).any(1)
+        tumour_probability = np.asarray(case.tumour_probability, np.float32)  # once, not per gate (cached as float16)
         for (classifier, threshold), columns in by_pair.items():
-            probability = gate(case.slice_probability, case.tumour_probability, classifier)
+            probability = gate(case.slice_probability, tumour_probability, classifier)
             midline = (case.midline or Midline((truth.shape[-1] - 1) / 2)) if mirrored else None
             labels, table = component_table(probability >= threshold, probability, case.slice_probability, midline)
-            overlap = np.bincount(labels[truth], minlength=labels.max() + 1)
-            on_slice = np.zeros((len(labels), labels.max() + 1), bool)  # which labels each slice holds
-            for z in range(len(labels)):
-                on_slice[z, np.unique(labels[z])] = True
-            on_slice[:, 0] = False
+            overlap = np.bincount(labels[truth], minlength=len(table["size"]))
+            on_slice = np.zeros((len(labels), len(table["size"])), bool)  # which labels each slice holds
+            on_slice[table["slices"]] = True
             for j in columns:
                 s = grid[j]
                 kept = kept_components(table, s.rule, s.parameter, s.confirm)
-                total = table["size"][kept].sum() + truth.sum()
+                total = table["size"][kept].sum() + truth_voxels
                 dice_table[i, j] = 1.0 if total == 0 else 2.0 * overlap[kept].sum() / total
                 found = on_slice[:, kept].any(1)
                 counts[i, j] = [(found & tumour_slice).sum(), (~found & tumour_slice).sum(),
