@@ -200,7 +200,8 @@ def finish_case(
     """The second half of :func:`detect_case`: both networks, map back, write the outputs; returns the report."""
     progress = progress or (lambda *a: None)
     started = time.perf_counter()
-    prediction = pipeline.predict(study.slices, progress)
+    spacing = study.grid.GetSpacing()[2] if study.grid is not None else None  # None: a Kaggle stack
+    prediction = pipeline.predict(study.slices, progress, spacing)
     timing["inference_s"] = time.perf_counter() - started
 
     start = time.perf_counter()

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .autocast import cpu_autocast_forward
+from .context import context_channels, context_step, segmenter_input
 from .errors import InputError
 from .networks import ResUNet
 from .postprocess import MIRRORED_RULES, MaskSetting, cleaned_probability, estimate_midline
@@ -85,12 +86,15 @@ class TumorSegPipeline:
         arguments = {k: v for k, v in definition.items() if k != "_target_"}
         if definition.get("_target_") != "monai_core.networks.ResUNet":
             raise InputError(self.bundle_dir / "configs" / "inference.json", "network_def must be monai_core.networks.ResUNet")
-        network = ResUNet(**arguments)
         if own_path:
-            network.load_state_dict(load_state_dict(own_path, None))
+            state = load_state_dict(own_path, None)
             self.weights["models/model.pt"] = sha256(own_path)
+            arguments["in_channels"] = int(state["down.0.body.0.weight"].shape[1])  # the user's may be 2D or 2.5D
         else:
-            network.load_state_dict(load_state_dict(*self._bundle_file("models/model.pt")))
+            state = load_state_dict(*self._bundle_file("models/model.pt"))
+        self.context = context_channels(int(arguments.get("in_channels", 3)))  # a 2.5D segmenter (monai_core.context)
+        network = ResUNet(**arguments)
+        network.load_state_dict(state)
         return network.eval().to(memory_format=torch.channels_last)
 
     def _load_classifier(self, own_path) -> torch.nn.Module:
@@ -123,14 +127,21 @@ class TumorSegPipeline:
         return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
     @torch.inference_mode()
-    def segment(self, slices: torch.Tensor) -> np.ndarray:
-        """Tumour probability maps of the given slices, (n, 256, 256)."""
-        out = [torch.sigmoid(cpu_autocast_forward(self.segmenter, b))[:, 0] for b in torch.split(slices, self.segmenter_batch)]
-        return torch.cat(out).numpy() if out else np.zeros((0, *slices.shape[2:]), np.float32)
+    def segment(self, slices: torch.Tensor, index: np.ndarray | None = None, step: int = 1) -> np.ndarray:
+        """Tumour probability maps of ``slices[index]`` (every slice by default), (n, 256, 256).
+        A 2.5D segmenter also sees the FLAIR ``step`` slices below and above (:mod:`monai_core.context`)."""
+        index = np.arange(len(slices)) if index is None else np.asarray(index, np.int64)
+        if not len(index):
+            return np.zeros((0, *slices.shape[2:]), np.float32)
+        out = [torch.sigmoid(cpu_autocast_forward(self.segmenter, segmenter_input(slices, part, step, self.context)))[:, 0]
+               for part in np.array_split(index, max(1, -(-len(index) // self.segmenter_batch)))]
+        return torch.cat(out).numpy()
 
-    def predict(self, slices: np.ndarray, progress: Progress | None = None) -> SlicePrediction:
-        """Run both stages on (N, 3, 256, 256) float32 slices in [0, 1]."""
+    def predict(self, slices: np.ndarray, progress: Progress | None = None, slice_spacing_mm: float | None = None) -> SlicePrediction:
+        """Run both stages on (N, 3, 256, 256) float32 slices in [0, 1], ``slice_spacing_mm`` apart
+        (None for a Kaggle stack: the training slices' own spacing)."""
         progress = progress or (lambda *a: None)
+        step = context_step(slice_spacing_mm)
         x = torch.from_numpy(np.ascontiguousarray(slices, dtype=np.float32))
         progress("classify", 0.0, f"classifying {len(x)} slices")
         probability = self.classify(x)
@@ -140,13 +151,13 @@ class TumorSegPipeline:
         progress("segment", 0.0, f"segmenting {len(index)} flagged slices")
         flipped = None
         if len(index):
-            tumour[index] = self.segment(x[torch.from_numpy(index)])
+            tumour[index] = self.segment(x, index, step)
             midline = estimate_midline(slices[:, 1]) if self.setting.rule in MIRRORED_RULES else None
             tumour = cleaned_probability(probability, tumour, self.setting, midline)
-            flipped = self.flipped_segmentation(x, tumour >= self.mask_threshold)
+            flipped = self.flipped_segmentation(x, tumour >= self.mask_threshold, step)
         return SlicePrediction(probability, positive, tumour, flipped)
 
-    def flipped_segmentation(self, slices: torch.Tensor, mask: np.ndarray) -> np.ndarray:
+    def flipped_segmentation(self, slices: torch.Tensor, mask: np.ndarray, step: int = 1) -> np.ndarray:
         """Segmenter probabilities of the left-right mirrored slices that hold the mask, mirrored back.
 
         Test-time augmentation for the confidence (monai_core.quality): only the lesion's slices are
@@ -155,6 +166,5 @@ class TumorSegPipeline:
         flipped = np.zeros(mask.shape, np.float32)
         index = np.flatnonzero(mask.reshape(len(mask), -1).any(1))
         if len(index):
-            mirrored = torch.flip(slices[torch.from_numpy(index)], dims=[-1])
-            flipped[index] = self.segment(mirrored)[:, :, ::-1]
+            flipped[index] = self.segment(torch.flip(slices, dims=[-1]), index, step)[:, :, ::-1]
         return flipped

@@ -26,6 +26,7 @@ from monai_core.evaluation import PatientPrediction, truth_masks, pipeline_metri
 from monai_core.outputs import write_json_atomic
 from monai_core.pipeline import DEFAULT_BUNDLE, TumorSegPipeline
 from monai_core.postprocess import cleaned_probability, estimate_midline, MaskSetting
+from monai_core.context import context_step
 from monai_core.detect import KAGGLE_VOXEL_ML
 from monai_core.metrics import dice
 from monai_core.quality import case_features
@@ -33,7 +34,8 @@ from monai_core.robustness import CONDITIONS, perturb
 from monai_core.study import load_kaggle_case
 
 ROOT = Path(__file__).resolve().parents[1]
-THIN_VOXEL_ML = 0.94 * 0.94 * 1.0 / 1000  # the thin-slice condition's model grid: 0.94 mm pixels, 1 mm slices
+THIN_SPACING_MM = 1.0
+THIN_VOXEL_ML = 0.94 * 0.94 * THIN_SPACING_MM / 1000  # the thin-slice condition's model grid: 0.94 mm pixels, 1 mm slices
 
 
 def predict_conditions(pipeline: TumorSegPipeline, data: Path, patients: list[str], brain_masks: dict) -> dict:
@@ -46,9 +48,10 @@ def predict_conditions(pipeline: TumorSegPipeline, data: Path, patients: list[st
         for condition in CONDITIONS:
             case = perturb(condition, slices, truth, brain_masks[patient])
             x = torch.from_numpy(case.slices)
-            prediction = PatientPrediction(patient, None, case.truth, pipeline.classify(x), pipeline.segment(x).astype(np.float16),
+            step = context_step(THIN_SPACING_MM if condition == "1 mm thin slices" else None)
+            prediction = PatientPrediction(patient, None, case.truth, pipeline.classify(x), pipeline.segment(x, step=step).astype(np.float16),
                                            estimate_midline(case.slices[:, 1]))
-            prediction.flipped = pipeline.segment(torch.flip(x, dims=[-1]))[:, :, ::-1].astype(np.float16)
+            prediction.flipped = pipeline.segment(torch.flip(x, dims=[-1]), step=step)[:, :, ::-1].astype(np.float16)
             prediction.voxel_ml = THIN_VOXEL_ML if condition == "1 mm thin slices" else KAGGLE_VOXEL_ML
             results[condition].append(prediction)
         print(f"[{i + 1}/{len(patients)}] {patient}", flush=True)

@@ -41,9 +41,10 @@ def _children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def train_network(data: Path, runs: Path, fold: int, net: str, overrides: list[str]) -> None:
+def train_network(data: Path, runs: Path, fold: int, net: str, overrides: list[str], context: bool = False) -> None:
     out = fold_dir(runs, fold) / net
-    configs = [str(CONFIGS / f"{stem}_{net}.json") for stem in ("train", "robust", "single_stage")]
+    stems = ("train", "robust", "single_stage") + (("context",) if context and net == "segmenter" else ())
+    configs = [str(CONFIGS / f"{stem}_{net}.json") for stem in stems]
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", repr(configs),
                "--dataset_dir", str(data), "--output_dir", str(out), "--fold", str(fold), *overrides]
     if fold < 0:  # all 88 patients train: there is no validation group
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "cv")
     parser.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--nets", nargs="+", default=["segmenter", "classifier"], choices=sorted(WEIGHTS))
+    parser.add_argument("--context", action="store_true", help="a 2.5D segmenter: the neighbours' FLAIR as two more channels (context_segmenter.json)")
     parser.add_argument("overrides", nargs="*", help="extra bundle overrides, e.g. --epochs 8 (after --)")
     args = parser.parse_args(argv)
     args.runs.mkdir(parents=True, exist_ok=True)
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"fold {fold} {net}: already trained", flush=True)
                 continue
             print(f"fold {fold} {net}: training", flush=True)
-            train_network(args.data.resolve(), args.runs.resolve(), fold, net, args.overrides)
+            train_network(args.data.resolve(), args.runs.resolve(), fold, net, args.overrides, args.context)
     return 0
 
 

@@ -57,6 +57,8 @@ class HardNegativeMiner:
         network, inferer: the segmenter being trained and how to run it.
         tumour_fraction: the share of draws that go to tumour slices.
         interval, start_epoch: mine after epoch ``start_epoch`` and then every ``interval`` epochs.
+        context: the items carry ``context`` (:func:`monai_core.context.with_context`) and the
+            network takes the neighbours' FLAIR as channels 3 and 4 (a 2.5D segmenter).
 
     The mined weights are not saved in the checkpoint, so a run resumed after epoch ``start_epoch``
     or later mines before its first epoch. That check runs at the first ``EPOCH_STARTED``, not at
@@ -65,11 +67,12 @@ class HardNegativeMiner:
     """
 
     def __init__(self, items, sampler, network, inferer, tumour_fraction: float = 0.5, interval: int = 2,
-                 start_epoch: int = 2, mined_share: float = 0.5) -> None:
+                 start_epoch: int = 2, mined_share: float = 0.5, context: bool = False) -> None:
         self.items, self.sampler, self.network, self.inferer = items, sampler, network, inferer
         self.tumour_fraction, self.interval, self.start_epoch, self.mined_share = tumour_fraction, interval, start_epoch, mined_share
         self.is_tumour = np.array([bool(item["tumor"]) for item in items])
-        self._negatives = None  # uint8 (M, 3, 256, 256), read on first use
+        self.context = context
+        self._negatives = None  # uint8 (M, 3 or 5, 256, 256), read on first use
         self._first_epoch = True
         self.mined_after: list[int] = []  # the completed epochs after which the weights were mined
 
@@ -89,10 +92,16 @@ class HardNegativeMiner:
         if epoch >= self.start_epoch and (epoch - self.start_epoch) % self.interval == 0 and epoch < engine.state.max_epochs:
             self.mine(engine, after_epoch=epoch)
 
+    def _read(self, item: dict) -> np.ndarray:
+        channels = np.asarray(Image.open(item["image"]).convert("RGB")).transpose(2, 0, 1)
+        if not self.context:
+            return channels
+        neighbours = [np.asarray(Image.open(path).convert("RGB"))[:, :, 1] for path in item["context"]]
+        return np.concatenate([channels, np.stack(neighbours)])
+
     def mine(self, engine=None, after_epoch: int | None = None) -> np.ndarray:
         if self._negatives is None:
-            paths = [item["image"] for item in self.items if not item["tumor"]]
-            self._negatives = np.stack([np.asarray(Image.open(p).convert("RGB")).transpose(2, 0, 1) for p in paths])
+            self._negatives = np.stack([self._read(item) for item in self.items if not item["tumor"]])
         fp = np.zeros(len(self.items), np.int64)
         fp[~self.is_tumour] = false_positive_pixels(self.network, self._negatives, self.inferer)
         weights = mined_weights(self.is_tumour, fp, self.tumour_fraction, self.mined_share)
