@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# In CI (.ci/run), a skip that .ci/run does not list with its reason is a failure (tests/ci_skips.py).
+from ci_skips import pytest_make_collect_report, pytest_runtest_makereport  # noqa: E402,F401
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 KAGGLE = DATA / "kaggle_3m"
