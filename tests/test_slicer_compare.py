@@ -138,11 +138,21 @@ def test_bad_prior_is_one_line(studies, tmp_path):
     assert not studies["logic"].isRunning()
 
 
-def test_compare_helpers_use_only_slicer_core_api():
-    for name in ("vtkMRMLSegmentationStorageNode", "vtkMRMLVolumeArchetypeStorageNode", "vtkMRMLSubjectHierarchyNode"):
-        assert hasattr(slicer, name), name
-    assert hasattr(slicer.vtkMRMLSubjectHierarchyConstants, "GetDICOMLevelPatient")
-    assert comparenodes.lpsToRas([[1, 0, 0, 5], [0, 1, 0, 6], [0, 0, 1, 7], [0, 0, 0, 1]])[0][3] == -5
+def test_lps_to_ras_maps_points_as_the_lps_transform_does():
+    """A rigid transform in LPS, applied to points given in RAS: the RAS matrix must move each point to
+    the RAS of where the LPS matrix moves it. (The Slicer API the compare helpers use is checked with the
+    rest of the module in tests/test_slicer_module.py.)"""
+    rotation = sitk.VersorRigid3DTransform()
+    rotation.SetRotation((0.3, 1.0, 0.2), 0.4)
+    lps = np.eye(4)
+    lps[:3, :3] = np.asarray(rotation.GetMatrix()).reshape(3, 3)
+    lps[:3, 3] = [5.0, -6.0, 7.0]
+    ras = np.asarray(comparenodes.lpsToRas(lps.tolist()))
+    for point_ras in ([0.0, 0.0, 0.0], [10.0, -20.0, 30.0], [-45.5, 12.25, 80.0]):
+        point_lps = np.array([-point_ras[0], -point_ras[1], point_ras[2], 1.0])
+        moved_lps = lps @ point_lps
+        expected_ras = [-moved_lps[0], -moved_lps[1], moved_lps[2]]
+        assert np.allclose((ras @ np.array([*point_ras, 1.0]))[:3], expected_ras, atol=1e-9)
 
 
 def test_prior_flair_without_a_result_is_detected_first(studies):
