@@ -312,14 +312,19 @@ def test_dicom_seg_export_from_a_dicom_loaded_volume(sample, tmp_path):
     scene.RemoveNode(labelmap)
 
     logic = TumorSegLogic()
-    segmentation = logic.importResult(volume, mask_path, {"slices": []})
-    output = tmp_path / "tumor.dcm"
-    logic.exportDicomSeg(segmentation, volume, files, output)
-    seg = pydicom.dcmread(output)
-    assert seg.Modality == "SEG"
-    assert seg.StudyInstanceUID == datasets[0].StudyInstanceUID
-    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == datasets[0].SeriesInstanceUID
-    assert int(np.asarray(seg.pixel_array).astype(bool).sum()) == int(mask.sum()) > 0
+    for flagged in (False, True):
+        report = {"slices": [], "quality": {"confidence": 0.4 if flagged else 0.9, "flagged": flagged, "warnings": []}}
+        segmentation = logic.importResult(volume, mask_path, report)
+        output = tmp_path / f"tumor_{flagged}.dcm"
+        logic.exportDicomSeg(segmentation, volume, files, output)
+        seg = pydicom.dcmread(output)
+        assert seg.Modality == "SEG"
+        assert seg.StudyInstanceUID == datasets[0].StudyInstanceUID
+        assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == datasets[0].SeriesInstanceUID
+        assert int(np.asarray(seg.pixel_array).astype(bool).sum()) == int(mask.sum()) > 0
+        # a flagged result carries its "low confidence" label into the SEG (README: "low confidence" in the DICOM-SEG)
+        assert ("low confidence" in seg.SeriesDescription) == flagged
+        assert ("low confidence" in getattr(seg.SegmentSequence[0], "SegmentDescription", "")) == flagged
 
 
 def test_dicom_seg_export_error_is_one_line(sample, detected, tmp_path):

@@ -533,6 +533,11 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
         return "\n".join(lines)
 
     @staticmethod
+    def isLowConfidence(report):
+        """True when the engine flagged the result (``quality.flagged`` in its report)."""
+        return bool(((report or {}).get("quality") or {}).get("flagged"))
+
+    @staticmethod
     def reportFromSegmentation(segmentationNode):
         text = segmentationNode.GetAttribute(REPORT_ATTRIBUTE) if segmentationNode else None
         return json.loads(text) if text else None
@@ -882,7 +887,11 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
     # DICOM-SEG
 
     def exportDicomSeg(self, segmentationNode, flairNode, sourceFiles, outputPath):
-        """Write the "Tumor" segment as DICOM-SEG referencing the FLAIR's DICOM instances (``sourceFiles``)."""
+        """Write the "Tumor" segment as DICOM-SEG referencing the FLAIR's DICOM instances (``sourceFiles``).
+
+        A result the quality check flagged (its report's ``quality.flagged``) is exported as low
+        confidence, as ``tumorseg detect --dicom-seg`` would label it.
+        """
         tempRoot = getattr(getattr(slicer, "app", None), "temporaryPath", None)
         tempDir = Path(tempfile.mkdtemp(prefix="TumorSeg-SEG-", dir=tempRoot))
         try:
@@ -899,6 +908,8 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
             seriesUID = flairNode.GetAttribute("DICOM.seriesInstanceUID")
             if seriesUID:
                 command += ["--series-uid", seriesUID]
+            if self.isLowConfidence(self.reportFromSegmentation(segmentationNode)):
+                command.append("--low-confidence")
             env = os.environ.copy()
             engineDir = self.engineDirectory()
             env["PYTHONPATH"] = os.pathsep.join([str(engineDir)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
