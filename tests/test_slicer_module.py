@@ -13,6 +13,7 @@ import ast
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -370,6 +371,8 @@ def test_cancel_part_way_ends_process_tree_and_leaves_scene_unchanged(sample):
     assert logic.process(flair, t1, t1c, progressCallback=on_progress) is None
     assert "pid" in seen, "the engine never reported progress"
     assert seen["group"], "the engine process was not running when cancelled"
+    for reaper in _engine(logic).reapers:  # cancel returned at once; the engine is reaped in the background
+        reaper.join(timeout=120)
     deadline = time.monotonic() + 120  # a bound on waiting for the kernel to reap, not a speed check
     while _group_pids(seen["pid"]) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -380,6 +383,79 @@ def test_cancel_part_way_ends_process_tree_and_leaves_scene_unchanged(sample):
     assert not Path(seen["temp"]).exists()
     assert sf.scene_node_ids(scene) == before
     assert not logic.isRunning()
+
+
+_SLOW_TO_REAP_ENGINE = """
+import json, os, subprocess, sys
+# a process in a session of its own that keeps the engine's stdout open, as a stray subprocess would:
+# the engine's output reader cannot end until it does
+holder = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"], stdin=subprocess.DEVNULL,
+                          start_new_session=True)  # waits until the test kills it
+pidFile = os.path.join(os.path.dirname(__file__), "..", "holder.pid")
+with open(pidFile + ".tmp", "w") as out:
+    out.write(str(holder.pid))
+os.replace(pidFile + ".tmp", pidFile)
+print(json.dumps({"ready": True, "pid": os.getpid(), "model_loads": 1, "load_s": 0}), flush=True)
+for line in sys.stdin:
+    print(json.dumps({"stage": "classify", "progress": 0.5, "message": "classifying"}), flush=True)
+"""
+
+
+def _process_state(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to see a process's state")
+def test_cancel_returns_at_once_and_the_engine_is_reaped_in_the_background(tmp_path):
+    """Cancel must not wait for the engine to end: here its process cannot be reaped, and its output
+    cannot close, until the test lets them; cancel returns all the same, and the engine ends afterwards."""
+    import threading
+
+    workDir = tmp_path / "engine"
+    (workDir / "monai_core").mkdir(parents=True)
+    (workDir / "monai_core" / "__init__.py").write_text("")
+    (workDir / "monai_core" / "engine.py").write_text(_SLOW_TO_REAP_ENGINE)
+    engine = TumorSeg.Engine(sys.executable, workDir)
+    run = engine.submit({"flair": "x"}, tmp_path / "temp", tmp_path / "case")
+    progress = []
+    deadline = time.monotonic() + 120  # a bound on starting Python, not a speed check
+    while not progress and time.monotonic() < deadline:
+        run.pump(lambda fraction, message: progress.append(message))
+        time.sleep(0.02)
+    assert progress == ["classifying"], run.log
+    holder = int((workDir / "holder.pid").read_text())
+
+    reapable = threading.Event()  # the engine process may be waited for only once this is set
+    wait = run.process.wait
+    run.process.wait = lambda *args, **kwargs: (reapable.wait(), wait(*args, **kwargs))[1]
+    returned = threading.Event()
+    threading.Thread(target=lambda: (run.cancel(), returned.set()), daemon=True).start()
+    try:
+        assert returned.wait(timeout=60), "cancel waited for the engine process to be reaped"
+        assert run.cancelled and engine.process is None  # detached: the next request starts a new engine
+        assert _process_state(run.process.pid) == "Z"  # killed at once, not yet reaped
+        reaper = engine.reapers[-1]
+        assert reaper.is_alive() and run.reader.is_alive()
+    finally:
+        reapable.set()
+        os.kill(holder, signal.SIGKILL)
+    reaper.join(timeout=120)
+    assert not reaper.is_alive() and not run.reader.is_alive()
+    assert run.process.returncode == -signal.SIGKILL and _process_state(run.process.pid) is None
+
+    (workDir / "holder.pid").unlink()
+    second = engine.submit({"flair": "x"}, tmp_path / "temp2", tmp_path / "case2")  # a new engine process
+    deadline = time.monotonic() + 120
+    while not (workDir / "holder.pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert second.process.pid != run.process.pid and engine.isAlive()
+    second.cancel()
+    os.kill(int((workDir / "holder.pid").read_text()), signal.SIGKILL)
+    engine.reapers[-1].join(timeout=120)
+    assert second.process.returncode == -signal.SIGKILL
 
 
 def test_engine_error_reaches_the_caller_as_one_line(tmp_path):
@@ -459,6 +535,8 @@ def test_cancel_ends_the_warm_engine_and_the_next_run_starts_a_new_one(sample):
     assert logic.process(flair, t1, t1c, progressCallback=on_progress) is None
     assert seen.get("pid") == warm_pid, "the second run should run on the warm engine"
     assert seen["group"]
+    for reaper in engine.reapers:
+        reaper.join(timeout=120)
     deadline = time.monotonic() + 120  # a bound on waiting for the kernel to reap, not a speed check
     while _group_pids(warm_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
