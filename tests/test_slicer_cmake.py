@@ -307,8 +307,9 @@ def _requirements():
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import slicer_fixture as sf
 
-    logic = sf.import_module().TumorSegLogic
-    return {name.lower(): version for name, version in logic.readRequirements()}, sf.import_module().PROVIDED_BY_SLICER
+    module = sf.import_module()
+    requirements = module.TumorSegLogic.readRequirements()
+    return {r.name.lower(): module.install.pinnedVersion(r) for r in requirements}, module.PROVIDED_BY_SLICER
 
 
 def test_requirements_are_pinned_to_the_project_versions():
@@ -316,6 +317,7 @@ def test_requirements_are_pinned_to_the_project_versions():
     pins = _pins()
     assert requirements["torch"] == "2.13.0"
     for name, version in requirements.items():
+        assert version is not None, f"{name} is not pinned (name==version) in Resources/requirements.txt"
         assert name in pins, f"{name} is not a dependency in pyproject.toml"
         assert version == pins[name], f"{name}=={version} but pyproject.toml pins {pins[name]}"
 

@@ -26,6 +26,7 @@ import slicer  # slicer-core: a test dependency, so a missing install fails rath
 import vtk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import slicer_api  # noqa: E402
 import slicer_fixture as sf  # noqa: E402
 from conftest import fail_after  # noqa: E402
 
@@ -568,8 +569,9 @@ def test_module_never_imports_the_engine_in_slicers_python():
 
 
 def test_requirements_are_installed_in_this_environment():
-    assert TumorSegLogic.pythonVersionProblem() is None
+    assert TumorSegLogic.slicerVersionProblem() is None
     assert TumorSegLogic.missingRequirements() == []
+    assert TumorSegLogic.installPlan().steps == []
 
 
 def test_missing_requirement_is_reported(tmp_path):
@@ -578,100 +580,45 @@ def test_missing_requirement_is_reported(tmp_path):
     assert TumorSegLogic.missingRequirements(requirements) == ["no-such-distribution-tumorseg==1.0", "torch==0.0.1"]
 
 
-def test_pip_failure_is_raised_with_pips_error(tmp_path, monkeypatch):
-    """installRequirements goes through slicer.util.pip_install (PythonSlicer -m pip); pip's ERROR line is the message."""
-    launcher_dir = tmp_path / "bin"
-    launcher_dir.mkdir()
-    launcher = launcher_dir / "PythonSlicer"  # what slicer.util runs outside Slicer: dirname(sys.executable)/PythonSlicer
-    launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
-    launcher.chmod(0o755)
-    monkeypatch.setattr(sys, "executable", str(launcher_dir / "python"))
-    monkeypatch.setattr(slicer.util, "pip_install", sf.pip_install_as_in_slicer_5_8)
-    requirements = tmp_path / "requirements.txt"
-    requirements.write_text("this is not a requirement !!\n")
-    with pytest.raises(TumorSegError) as error:
-        TumorSegLogic.installRequirements(requirements)
-    assert str(error.value).startswith("ERROR:"), str(error.value)
-    assert "this is not a requirement" in error.value.details
-
-
 # --- static check of the Slicer API the module uses -----------------------------------------------
 
-# Every slicer./qt./ctk. attribute chain TumorSeg.py uses, with the Slicer 5.8 source that defines it.
-# Names of VTK classes (slicer.vtk...) are also checked against slicer-core below.
-SLICER_API = {
-    "slicer.ScriptedLoadableModule.ScriptedLoadableModule": "Base/Python/slicer/ScriptedLoadableModule.py",
-    "slicer.ScriptedLoadableModule.ScriptedLoadableModuleLogic": "Base/Python/slicer/ScriptedLoadableModule.py",
-    "slicer.ScriptedLoadableModule.ScriptedLoadableModuleTest": "Base/Python/slicer/ScriptedLoadableModule.py",
-    "slicer.ScriptedLoadableModule.ScriptedLoadableModuleWidget": "Base/Python/slicer/ScriptedLoadableModule.py",
-    "slicer.util.VTKObservationMixin": "Base/Python/slicer/util.py",
-    "slicer.util.WaitCursor": "Base/Python/slicer/util.py",
-    "slicer.util.arrayFromSegmentBinaryLabelmap": "Base/Python/slicer/util.py",
-    "slicer.util.arrayFromVolume": "Base/Python/slicer/util.py",
-    "slicer.util.childWidgetVariables": "Base/Python/slicer/util.py",
-    "slicer.util.confirmOkCancelDisplay": "Base/Python/slicer/util.py",
-    "slicer.util.errorDisplay": "Base/Python/slicer/util.py",
-    "slicer.util.loadLabelVolume": "Base/Python/slicer/util.py",
-    "slicer.util.loadUI": "Base/Python/slicer/util.py",
-    "slicer.util.loadVolume": "Base/Python/slicer/util.py",
-    "slicer.util.mainWindow": "Base/Python/slicer/util.py",
-    "slicer.util.pip_install": "Base/Python/slicer/util.py",
-    "slicer.util.saveNode": "Base/Python/slicer/util.py",
-    "slicer.util.setSliceViewerLayers": "Base/Python/slicer/util.py",
-    "slicer.app.temporaryPath": "Base/QTCore/qSlicerCoreApplication.h",
-    "slicer.app.processEvents": "Base/Python/slicer/slicerqt.py (slicer.app: qSlicerCoreApplication, a QCoreApplication)",
-    "slicer.mrmlScene.Clear": "Libs/MRML/Core/vtkMRMLScene.h",
-    "slicer.mrmlScene.EndCloseEvent": "Libs/MRML/Core/vtkMRMLScene.h",
-    "slicer.mrmlScene.GetFirstNodeByClass": "Libs/MRML/Core/vtkMRMLScene.h",
-    "slicer.mrmlScene.GetNumberOfNodes": "Libs/MRML/Core/vtkMRMLScene.h",
-    "slicer.mrmlScene.StartCloseEvent": "Libs/MRML/Core/vtkMRMLScene.h",
-    "slicer.dicomDatabase.fileForInstance": "Modules/Scripted/DICOM/DICOM.py (slicer.dicomDatabase: CTK ctkDICOMDatabase.h)",
-    "slicer.vtkMRMLLabelMapVolumeNode": "Libs/MRML/Core/vtkMRMLLabelMapVolumeNode.h",
-    "slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole": "Libs/MRML/Core/vtkMRMLSegmentationNode.h",
-    "slicer.vtkMRMLSliceNode.JumpAllSlices": "Libs/MRML/Core/vtkMRMLSliceNode.h",
-    "slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMLevelStudy": "Libs/MRML/Core/vtkMRMLSubjectHierarchyConstants.h",
-    "slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode": "Libs/MRML/Core/vtkMRMLSubjectHierarchyNode.h",
-    "slicer.vtkMRMLVolumeArchetypeStorageNode": "Libs/MRML/Core/vtkMRMLVolumeArchetypeStorageNode.h",
-    "slicer.vtkSegment.GetTerminologyEntryTagName": "Libs/vtkSegmentationCore/vtkSegment.h",
-    "slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode": "Modules/Loadable/Segmentations/Logic/vtkSlicerSegmentationsModuleLogic.h",
-    "slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode": "Modules/Loadable/Segmentations/Logic/vtkSlicerSegmentationsModuleLogic.h",
-    "qt.QFileDialog.getSaveFileName": "Qt QFileDialog (PythonQt)",
-    "qt.QTimer": "Qt QTimer (PythonQt)",
-}
 
-# Methods added after Slicer 5.8 that the module must not call (5.8 has only the tag form).
-NEWER_THAN_5_8 = {"SetTerminology": "vtkSegment, Slicer 5.10", "GetTerminology": "vtkSegment, Slicer 5.10"}
+def _manifest():
+    import json
+
+    version = ".".join(str(v) for v in TumorSeg.MINIMUM_SLICER_VERSION)
+    path = slicer_api.MANIFEST_DIR / f"v{version}.0.json"
+    assert path.is_file(), f"no record of Slicer {version}'s API: run tests/tools/slicer_api_manifest.py SLICER_GIT_DIR"
+    return json.loads(path.read_text())
 
 
-def _api_chains(tree):
-    """Dotted attribute chains rooted at slicer/qt/ctk, and the names imported from slicer.* modules."""
-    chains = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("slicer", "qt", "ctk"):
-            chains.update(f"{node.module}.{alias.name}" for alias in node.names)
-        if isinstance(node, ast.Attribute):
-            parts, current = [], node
-            while isinstance(current, ast.Attribute):
-                parts.append(current.attr)
-                current = current.value
-            if isinstance(current, ast.Name) and current.id in ("slicer", "qt", "ctk"):
-                chains.add(".".join([current.id, *reversed(parts)]))
-    # keep only maximal chains (slicer.util is implied by slicer.util.errorDisplay)
-    return {c for c in chains if not any(other.startswith(c + ".") for other in chains)}
-
-
-def test_slicer_api_used_by_the_module_exists_in_slicer_5_8():
-    source = (sf.MODULE_DIR / "TumorSeg.py").read_text()
-    tree = ast.parse(source)
-    used = _api_chains(tree)
-    unknown = sorted(used - set(SLICER_API))
-    assert not unknown, f"Slicer API not in the allow-list (check it exists in Slicer 5.8, then add it): {unknown}"
-    unused = sorted(set(SLICER_API) - used)
+def test_every_file_of_the_module_uses_only_the_listed_api():
+    """TumorSeg.py and every file of TumorSegLib/ (the compare view and nodes too)."""
+    used = slicer_api.used_api()
+    assert {"TumorSeg.py", "TumorSegLib/comparenodes.py", "TumorSegLib/compareview.py"} <= {f for files in used.values() for f in files}
+    unknown = {chain: files for chain, files in used.items() if chain not in slicer_api.SLICER_API}
+    assert not unknown, f"Slicer API not in tests/slicer_api.py (add it, then run tests/tools/slicer_api_manifest.py): {unknown}"
+    unused = sorted(set(slicer_api.SLICER_API) - set(used))
     assert not unused, f"allow-list entries the module no longer uses: {unused}"
-    calls = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
-    assert not calls & set(NEWER_THAN_5_8), f"API newer than Slicer 5.8: {calls & set(NEWER_THAN_5_8)}"
-    # What slicer-core provides is checked for real: the VTK classes and their static methods, slicer.util.
-    for chain in used:
+
+
+def test_the_listed_slicer_api_exists_in_the_minimum_slicer_version():
+    """Every Slicer entry was found in the sources of the minimum version's tag (the record the tool made)."""
+    manifest = _manifest()
+    assert manifest["tag"] == "v{}.{}.0".format(*TumorSeg.MINIMUM_SLICER_VERSION)
+    assert len(manifest["commit"]) == 40
+    slicer_entries = {chain for chain in slicer_api.SLICER_API if slicer_api.slicer_source(chain)}
+    assert slicer_entries == set(manifest["entries"]), (
+        f"entries not checked against Slicer {manifest['tag']}: {sorted(slicer_entries - set(manifest['entries']))}; "
+        f"stale: {sorted(set(manifest['entries']) - slicer_entries)} (run tests/tools/slicer_api_manifest.py)")
+    for chain, found in manifest["entries"].items():
+        assert found["file"] == slicer_api.SLICER_API[chain]
+        assert chain.split(".")[-1] in found["text"]
+
+
+def test_what_slicer_core_provides_exists_there_too():
+    """The VTK classes, their static methods and slicer.util, for real, in slicer-core."""
+    for chain in slicer_api.used_api():
         parts = chain.split(".")
         if parts[0] == "slicer" and (parts[1].startswith("vtk") or parts[1] == "util"):
             obj = slicer
@@ -681,5 +628,15 @@ def test_slicer_api_used_by_the_module_exists_in_slicer_5_8():
 
 
 def test_api_check_detects_unknown_names():
-    tree = ast.parse("import slicer\nslicer.util.noSuchFunction()\nslicer.vtkMRMLScene().GetNodes()\nqt.QTimer.singleShot(0, f)")
-    assert _api_chains(tree) == {"slicer.util.noSuchFunction", "slicer.vtkMRMLScene", "qt.QTimer.singleShot"}
+    tree = ast.parse("import slicer\nslicer.util.noSuchFunction()\nslicer.vtkMRMLScene().GetNodes()\nqt.QTimer.singleShot(0, f)\n"
+                     "PyTorchUtils.PyTorchUtilsLogic.installTorch()")
+    assert slicer_api.api_chains(tree) == {"slicer.util.noSuchFunction", "slicer.vtkMRMLScene", "qt.QTimer.singleShot",
+                                           "PyTorchUtils.PyTorchUtilsLogic.installTorch"}
+
+
+def test_definition_lookup_finds_declarations_not_comments():
+    header = "/// \\sa JumpAllSlices()\nclass VTK_MRML_EXPORT vtkMRMLSliceNode : public vtkMRMLAbstractViewNode\n" \
+             "  static void JumpAllSlices(vtkMRMLScene* scene, double r);\n"
+    assert slicer_api.definition_line(header, "JumpAllSlices") == (3, "static void JumpAllSlices(vtkMRMLScene* scene, double r);")
+    assert slicer_api.definition_line(header, "vtkMRMLSliceNode")[0] == 2
+    assert slicer_api.definition_line(header, "SetTerminology") is None
