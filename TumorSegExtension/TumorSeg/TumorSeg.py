@@ -14,7 +14,6 @@ FLAIR's grid with one "Tumor" segment and a table of per-slice tumour probabilit
 import json
 import logging
 import os
-import re
 import shutil
 import subprocess
 import sys
