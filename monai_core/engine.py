@@ -104,8 +104,6 @@ class Engine:
         self.pipeline = pipeline
         self.progress = reporter("json", stream=out)
         self.parsers = {name: _command_parser(name) for name in COMMANDS}
-        self.parser = self.parsers["detect"]
-        self.actions = {a.dest: a for a in self.parser._actions if a.dest not in _FIXED}
         self.command_actions = {name: {a.dest: a for a in parser._actions if a.dest not in _FIXED}
                                 for name, parser in self.parsers.items()}
         self.requests = 0
@@ -118,9 +116,7 @@ class Engine:
     def load(self) -> None:
         """Load the bundle's two networks and announce ``ready``."""
         from .pipeline import DEFAULT_BUNDLE, TumorSegPipeline
-        from .runtime import use_available_cores
 
-        use_available_cores()
         self.progress("load", 0.0, "loading the models")
         started = time.perf_counter()
         self.pipeline = TumorSegPipeline(self.bundle or DEFAULT_BUNDLE)

@@ -1,8 +1,9 @@
 """Process-wide CPU settings that make 256x256 models fast on a small CPU.
 
-Torch picks its thread count from the machine's cores, not from the cores this process may run
-on (a container or ``taskset`` limit), so :func:`use_available_cores` sets it to the latter for
-``tumorseg detect`` and the warm engine (``tumorseg batch`` gives each worker its share instead).
+The thread count is torch's own: it already follows the cores this process may run on (under
+``taskset -c 0`` on the sample study's 2-core machine torch starts with 1 thread, with both cores
+2) and a user's ``OMP_NUM_THREADS``, so ``tumorseg detect`` and the warm engine leave it alone.
+:func:`available_cores` is what ``tumorseg batch`` shares out between its workers.
 
 glibc returns large activation buffers to the OS after every batch and maps them again on the
 next one; on this project's 2-core CPU that costs 1.2-2.9x. Raising the mmap and trim thresholds
@@ -16,7 +17,7 @@ import ctypes
 import ctypes.util
 import os
 
-__all__ = ["keep_freed_memory", "available_cores", "use_available_cores"]
+__all__ = ["keep_freed_memory", "available_cores"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -43,11 +44,3 @@ def available_cores() -> int:
     except AttributeError:  # no sched_getaffinity (macOS, Windows)
         return os.cpu_count() or 1
 
-
-def use_available_cores() -> int:
-    """One torch thread per available core; returns the count."""
-    import torch
-
-    threads = available_cores()
-    torch.set_num_threads(threads)
-    return threads

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
+
+# In CI (.ci/run), a skip that .ci/run does not list with its reason is a failure (tests/ci_skips.py).
+from ci_skips import pytest_make_collect_report, pytest_runtest_makereport  # noqa: E402,F401
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
@@ -53,3 +60,79 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
         text=True,
         timeout=timeout,
     )
+
+
+class LineReader:
+    """Lines of a child's output stream, read in a thread, so that a wait for a line can time out.
+
+    A child that hangs then fails the test after ``timeout`` seconds instead of blocking it forever;
+    the timeouts are generous bounds on a wait for an event, not speed checks.
+    """
+
+    def __init__(self, stream) -> None:
+        self.lines: queue.Queue = queue.Queue()
+        self.seen: list[str] = []
+        self.thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.lines.put(line.rstrip("\r\n"))
+        self.lines.put(None)  # end of the stream
+
+    def next(self, timeout: float, what: str = "a line") -> str:
+        """The next line; fails when the stream ends or nothing comes within ``timeout`` seconds."""
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"waited {timeout:g} s for {what}; last lines: {self.seen[-5:]}") from None
+        if line is None:
+            self.lines.put(None)
+            raise AssertionError(f"the stream ended while waiting for {what}; last lines: {self.seen[-5:]}")
+        self.seen.append(line)
+        return line
+
+    def rest(self, timeout: float) -> list[str]:
+        """Every line up to the end of the stream (the child has ended or is ending)."""
+        lines = []
+        while True:
+            try:
+                line = self.lines.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"the stream did not end within {timeout:g} s") from None
+            if line is None:
+                self.lines.put(None)
+                self.seen += lines
+                return lines
+            lines.append(line)
+
+    def until(self, predicate, timeout: float, what: str = "a line") -> str:
+        """The first line for which ``predicate`` is true, within ``timeout`` seconds in all."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.next(max(0.0, deadline - time.monotonic()), what)
+            if predicate(line):
+                return line
+
+
+@contextlib.contextmanager
+def fail_after(seconds: int, what: str):
+    """Fail, rather than hang, when ``what`` never ends: SIGALRM raises in the main thread after ``seconds``.
+
+    A generous last guard on code that waits in Python (a loop, a sleep, a queue), not a speed check.
+    Guards nest: an outer one is restored, with its remaining time, when an inner one ends.
+    """
+    def expired(signum, frame):
+        raise AssertionError(f"{what} did not end within {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    outer_left = signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        if outer_left:
+            signal.alarm(outer_left)

@@ -126,16 +126,3 @@ def ijk_to_ras(node):
 
 def scene_node_ids(scene):
     return [scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())]
-
-
-def pip_install_as_in_slicer_5_8(requirements):
-    """``slicer.util.pip_install`` as Slicer 5.8 defines it, on slicer-core's real process helpers.
-
-    slicer-core's util.pip_install delegates to ``slicer.packaging`` (Slicer 5.11+), which the wheel
-    does not include; Slicer 5.8's body is: run ``PythonSlicer -m pip install ...``, print its output
-    line by line, raise CalledProcessError on failure.
-    """
-    import shlex
-
-    args = shlex.split(requirements) if isinstance(requirements, str) else list(requirements)
-    slicer.util.executePythonModule("pip", ["install", *args])

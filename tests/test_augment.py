@@ -62,12 +62,26 @@ def test_fat_suppression_darkens_only_t1_channels_outside_the_brain(case):
 
 
 def test_brain_gain_is_the_ratio_of_99th_percentiles():
+    """Per channel: a scalp twice as bright as the brain gives 2, four times gives the cap 3, none gives 1."""
     volume = np.zeros((2, 10, 10, 3), np.uint8)
-    volume[:, 2:8, 2:8] = 50
-    volume[:, 0, :] = 200  # a bright scalp outside the brain
+    volume[:, 2:8, 2:8] = 50  # the brain
+    volume[:, 0, :, 0] = 100  # a scalp row, 2x the brain, on channel 0
+    volume[:, 0, :, 1] = 200  # 4x on channel 1: above the cap
     brain = np.zeros((2, 10, 10), bool)
     brain[:, 2:8, 2:8] = True
-    assert np.allclose(brain_gain(volume, brain), 200 / 50 if 200 / 50 <= 3 else 3.0)
+    assert brain_gain(volume, brain).tolist() == [2.0, 3.0, 1.0]
+
+
+def test_brain_gain_reads_the_99th_percentile_not_the_maximum():
+    """One bright outlier among 200 non-zero voxels moves the 99th percentile by a known amount only."""
+    volume = np.zeros((1, 20, 20, 1), np.uint8)
+    volume[0, :10, :, 0] = 40  # the brain: 200 voxels of 40
+    volume[0, 10:, :, 0] = 60  # outside: 200 voxels of 60
+    volume[0, 19, 19, 0] = 250  # a single bright voxel outside
+    brain = np.zeros((1, 20, 20), bool)
+    brain[0, :10] = True
+    # p99 of the 400 non-zero voxels (sorted: 200 x 40, 199 x 60, 250) lies between two 60s: 60; brain p99 = 40
+    assert brain_gain(volume, brain).tolist() == [1.5]
 
 
 def test_benchmark_conditions_keep_shapes_and_truth(case):

@@ -21,6 +21,20 @@ from conftest import RAW, run_cli
 from monai_core.compare import compare_cases, rano_category
 
 ANGLE_DEG, SHIFT_MM = 5.0, 8.0
+# RANO (Wen et al., J Clin Oncol 2010) on the bidimensional product, written here rather than taken from monai_core
+BIDIMENSIONAL_PROGRESSION, BIDIMENSIONAL_PARTIAL_RESPONSE = 25.0, -50.0
+
+
+def expected_bidimensional_category(before: dict, after: dict) -> str:
+    """The RANO category of two ``measurements`` blocks, worked out from their products and volumes."""
+    if before["volume_ml"] and not after["volume_ml"]:
+        return "complete response"
+    if not before["volume_ml"]:
+        return "progression" if after["volume_ml"] else "stable"
+    percent = 100.0 * (after["bidimensional_product_mm2"] - before["bidimensional_product_mm2"]) / before["bidimensional_product_mm2"]
+    if percent >= BIDIMENSIONAL_PROGRESSION:
+        return "progression"
+    return "partial response" if percent <= BIDIMENSIONAL_PARTIAL_RESPONSE else "stable"
 
 
 def known_motion() -> sitk.VersorRigid3DTransform:
@@ -90,7 +104,11 @@ def test_synthetic_followup_gives_the_known_volume_change(synthetic):
     assert mapped == pytest.approx(known, rel=0.02)
     before = change["baseline"]["measurements"]["volume_ml"]
     assert change["volume_change_percent"] == pytest.approx(100 * known / before, rel=0.02)
-    assert change["category"] == rano_category(change["baseline"]["measurements"], change["followup"]["measurements"])
+    # one voxel around the lesion: both diameters grow by about 2 voxels, the product by under 25%
+    products = [change[s]["measurements"]["bidimensional_product_mm2"] for s in ("baseline", "followup")]
+    assert 0 < products[1] / products[0] - 1 < 0.25
+    assert change["category"] == expected_bidimensional_category(change["baseline"]["measurements"],
+                                                                 change["followup"]["measurements"]) == "stable"
     assert "not a diagnosis" in change["category_note"]
     assert change["interval_days"] == 182 and change["baseline"]["date_source"] == "--dates"
     diameters = [change[s]["measurements"]["mean_diameter_mm"] for s in ("baseline", "followup")]

@@ -1,14 +1,20 @@
-"""Killing ``tumorseg detect`` at random moments never leaves a partial case folder.
+"""Killing ``tumorseg detect`` at any step of its writing never leaves a partial case folder.
 
 A helper process (this file run with ``--serve``) imports TumorSeg and loads the networks once,
 then for each request forks a child that runs the real command (``monai_core.cli.main(["detect",
-...])``) and kills it with SIGKILL after the requested delay. Forking keeps each run to the
-inference itself (a couple of seconds on the small Kaggle sample) instead of a fresh start.
+...])``). The child counts the steps that change the output folder (Python's audit events: a file
+opened there, a folder made or removed, a rename, a permission change, a call into C through ctypes
+such as the atomic exchange), so the moments below follow the program's own events, not the
+machine's speed:
 
-After every kill the case folder must be exactly the previous complete state, or a complete new
-state (every expected file present and readable, report.json written last), never anything else.
+- a recorded run reads the output folder as it is on disk just before every step. A SIGKILL runs
+  no clean-up and loses only what the process had not yet handed to the kernel, so this is what a
+  kill at that step would leave, and every one of those states must be the previous complete case
+  or the new complete one;
+- real kills (SIGKILL just before step k) at the first, a middle and the last step confirm it.
+
 Runs alternate between two option sets (with and without ``--seg-nrrd --overlay``) so that the two
-states can be told apart; some start from no case folder at all.
+states can be told apart, from a previous case folder and from none.
 """
 
 from __future__ import annotations
@@ -16,31 +22,71 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import LineReader  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "data" / "kaggle_3m" / "TCGA_HT_7680_19970202"
-N_SLICES = 6  # the sample's first slices: each run is short, so many kills fit in the test time
+N_SLICES = 6  # the sample's first slices: each run is short
 CASE_ID = "case"
-N_KILLS = 20  # at least this many kills; runs that finish first do not count
-MAX_RUNS = 200  # a bound, not an expectation: a run that finishes first lowers the next delays
 BASIC = {"report.json", "segmentation.nii.gz"}
 EXTRA = BASIC | {"segmentation.seg.nrrd", "overlay.png"}
+WRITE_EVENTS = {"os.mkdir", "os.rmdir", "os.remove", "os.rename", "os.replace", "os.chmod", "os.truncate",
+                "shutil.rmtree", "shutil.move", "shutil.copyfile", "ctypes.call_function"}
+# a generous bound on one forked detect of 6 slices (a few seconds on an idle 2-core machine), so that a
+# hang fails the test instead of stopping it; not a speed check
+RUN_LIMIT_S = 600
 
 
 # --------------------------------------------------------------------------- the helper process
 
 
+def snapshot(out: Path) -> dict:
+    """What is on disk in the output folder: its entries and the case folder's state."""
+    return {"entries": sorted(os.listdir(out)) if out.is_dir() else [], "case": state(out / CASE_ID)}
+
+
+def _steps_hook(out: str, kill_at: int, snapshots: list | None, counter: list):
+    """An audit hook that counts the steps changing ``out``: kills the process before step ``kill_at``,
+    or records a snapshot of ``out`` before every step."""
+    root = os.path.realpath(out)
+    busy = [False]  # the snapshot's own reads are not steps
+
+    def in_out(path) -> bool:
+        try:
+            return os.path.realpath(os.fsdecode(path)).startswith(root)
+        except (TypeError, ValueError):
+            return False
+
+    def hook(event, args):
+        if busy[0] or (event != "open" and event not in WRITE_EVENTS):
+            return
+        if event != "ctypes.call_function" and not (args and isinstance(args[0], (str, bytes, os.PathLike)) and in_out(args[0])):
+            return
+        counter[0] += 1
+        if counter[0] == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if snapshots is not None:
+            busy[0] = True
+            try:
+                snapshots.append(snapshot(Path(out)))
+            finally:
+                busy[0] = False
+
+    return hook
+
+
 def serve(case: str) -> None:
-    """Read "delay out extra" lines; run detect on ``case`` in a forked child, kill it after ``delay`` s."""
+    """Read "kill_at out extra" lines; run detect on ``case`` in a forked child killed before step ``kill_at``
+    (0: never, and then record a snapshot before every step). Answers one JSON line."""
     import torch
 
     import monai_core.pipeline
@@ -50,31 +96,33 @@ def serve(case: str) -> None:
     monai_core.pipeline.TumorSegPipeline = lambda *a, **k: pipeline
     print("ready", flush=True)
     for line in sys.stdin:
-        delay, out, extra = line.split("\t")
+        kill_at, out, extra = line.rstrip("\n").split("\t")
+        kill_at = int(kill_at)
         args = ["detect", case, "-o", out, "--case-id", CASE_ID, "--overwrite", "--progress", "none"]
-        if extra.strip() == "1":
+        if extra == "1":
             args += ["--seg-nrrd", "--overlay"]
-        started = time.monotonic()
+        record_read, record_write = os.pipe()
         child = os.fork()
         if child == 0:  # the detect process
+            os.close(record_read)
             torch.set_num_threads(1)
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
-            os._exit(main(args))
-        delay = float(delay)
-        while True:
-            pid, status = os.waitpid(child, os.WNOHANG)
-            if pid:
-                result = f"exit {os.waitstatus_to_exitcode(status)}"
-                break
-            if time.monotonic() - started >= delay:
-                os.kill(child, signal.SIGKILL)
-                os.waitpid(child, 0)
-                result = "killed"
-                break
-            time.sleep(0.002)
-        print(f"{result}\t{time.monotonic() - started:.3f}", flush=True)
+            counter, snapshots = [0], ([] if kill_at == 0 else None)
+            sys.addaudithook(_steps_hook(out, kill_at, snapshots, counter))
+            code = main(args)
+            with os.fdopen(record_write, "w") as record:
+                json.dump({"steps": counter[0], "snapshots": snapshots}, record)
+            os._exit(code)
+        os.close(record_write)
+        with os.fdopen(record_read) as record:  # read before waiting: the record may not fit in the pipe
+            recorded = record.read()
+        _, status = os.waitpid(child, 0)
+        if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
+            print(json.dumps({"result": "killed"}), flush=True)
+        else:
+            print(json.dumps({"result": f"exit {os.waitstatus_to_exitcode(status)}", **json.loads(recorded or "{}")}), flush=True)
 
 
 # --------------------------------------------------------------------------- checks
@@ -116,63 +164,67 @@ def server(tmp_path_factory):
     process = subprocess.Popen(
         [sys.executable, __file__, "--serve", str(case)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT
     )
-    assert process.stdout.readline().strip() == "ready"
+    lines = LineReader(process.stdout)
+    assert lines.next(timeout=RUN_LIMIT_S, what="the helper loading the models") == "ready"
 
-    def run(delay: float, out: Path, extra: bool) -> tuple[str, float]:
-        process.stdin.write(f"{delay}\t{out}\t{int(extra)}\n")
+    def run(kill_at: int, out: Path, extra: bool) -> dict:
+        process.stdin.write(f"{kill_at}\t{out}\t{int(extra)}\n")
         process.stdin.flush()
-        result, seconds = process.stdout.readline().strip().split("\t")
-        return result, float(seconds)
+        return json.loads(lines.next(timeout=RUN_LIMIT_S, what=f"a detect run (kill before step {kill_at})"))
 
     yield run
     process.stdin.close()
-    process.wait(timeout=60)
+    process.wait(timeout=120)
 
 
-def test_killed_at_random_moments_leaves_old_or_new_state(server, tmp_path):
+def _assert_old_or_new(seen: dict, before: dict | None, after: dict, label: str) -> None:
+    assert seen["case"] in (before, after), f"{label}: a case folder that is neither the previous nor the new one"
+    visible = [name for name in seen["entries"] if not name.startswith(".")]
+    assert visible in ([CASE_ID], []), f"{label}: {visible}"
+    hidden = [name for name in seen["entries"] if name.startswith(".")]
+    assert all(name.endswith((".partial", ".old")) for name in hidden), f"{label}: {hidden}"
+
+
+def test_killed_at_any_write_step_leaves_old_or_new_state(server, tmp_path):
     out = tmp_path / "out"
     folder = out / CASE_ID
-    # calibrate: a full run with each option set, which also gives the first previous state
-    result, plain_s = server(600, out, False)
-    assert result == "exit 0", result
-    assert_complete(folder, BASIC)
-    result, extra_s = server(600, out, True)
-    assert result == "exit 0", result
-    assert_complete(folder, EXTRA)
-    full = max(plain_s, extra_s)
-
-    rng = random.Random(8)
-    outcomes = {"killed_old": 0, "killed_new": 0, "killed_none": 0, "finished": 0}
-    extra = False
-    i = 0
-    while outcomes["killed_old"] + outcomes["killed_new"] + outcomes["killed_none"] < N_KILLS and i < MAX_RUNS:
-        if i % 6 == 5:  # now and then start from no case folder at all
+    saved = tmp_path / "saved"
+    steps = {}
+    # recorded runs: (option set, whether a previous case folder exists), alternating option sets
+    for extra, from_nothing in ((False, True), (True, False), (False, False), (True, True)):
+        if from_nothing:
             shutil.rmtree(folder, ignore_errors=True)
         before = state(folder)
-        # a third of the kills anywhere in the run, the rest around the end, where the files are written
-        delay = rng.uniform(0, full) if i % 3 == 0 else rng.uniform(0.75 * full, 1.02 * full)
-        result, seconds = server(delay, out, extra)
+        if before is not None:  # keep the previous state, to start the real kills from it
+            shutil.rmtree(saved / str(extra), ignore_errors=True)
+            shutil.copytree(folder, saved / str(extra))
+        answer = server(0, out, extra)
+        assert answer["result"] == "exit 0", answer["result"]
+        assert_complete(folder, EXTRA if extra else BASIC)
         after = state(folder)
-        if result == "killed":
-            if after == before:
-                outcomes["killed_old" if before is not None else "killed_none"] += 1
-            else:
+        assert after != before
+        steps[(extra, from_nothing)] = answer["steps"]
+        assert answer["steps"] == len(answer["snapshots"]) >= 5, answer["steps"]  # the hook sees the writing
+        changed = []
+        for k, seen in enumerate(answer["snapshots"], start=1):
+            _assert_old_or_new(seen, before, after, f"before step {k} of {answer['steps']}")
+            changed.append(seen["case"] == after)
+        # the old state holds until one step publishes the new one, which then holds to the end
+        assert changed == sorted(changed) and not changed[0], changed
+    # real kills confirm what the snapshots say a kill leaves
+    for (extra, from_nothing), count in steps.items():
+        for kill_at in sorted({1, (count + 1) // 2, count}):
+            shutil.rmtree(folder, ignore_errors=True)
+            if not from_nothing:
+                shutil.copytree(saved / str(extra), folder)
+            before = state(folder)
+            answer = server(kill_at, out, extra)
+            assert answer["result"] == "killed", f"step {kill_at} of {count} was never reached: {answer['result']}"
+            seen = snapshot(out)
+            if seen["case"] != before:
                 assert_complete(folder, EXTRA if extra else BASIC)
-                outcomes["killed_new"] += 1
-        else:
-            assert result == "exit 0", result
-            assert_complete(folder, EXTRA if extra else BASIC)
-            outcomes["finished"] += 1
-            full = min(full, seconds)  # the calibration runs include the first, slower inference
-        # nothing but the case folder and hidden leftovers of killed runs in the output folder
-        visible = [p.name for p in out.iterdir() if not p.name.startswith(".")]
-        assert visible in ([CASE_ID], []), visible
-        assert all(p.name.endswith((".partial", ".old")) for p in out.iterdir() if p.name.startswith("."))
-        extra = not extra
-        i += 1
-    kills = i - outcomes["finished"]
-    print(f"\n{kills} kills survived: {outcomes}")
-    assert kills >= 20, outcomes
+            _assert_old_or_new(seen, before, seen["case"], f"killed before step {kill_at} of {count}")
+            assert seen["case"] == before or kill_at > 1
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--serve"]:

@@ -274,6 +274,22 @@ def test_export_dicom_seg_cli(series, mask, tmp_path, capsys):
                  "--overwrite"]) == 0
 
 
+def test_export_dicom_seg_low_confidence_labels_the_seg(series, mask, tmp_path):
+    """--low-confidence (what the Slicer module passes for a flagged result) labels the SEG as detect does."""
+    nifti = write_nifti(mask, series.image, tmp_path / "segmentation.nii.gz")
+    plain, flagged = tmp_path / "plain.dcm", tmp_path / "flagged.dcm"
+    assert main(["export-dicom-seg", "--mask", str(nifti), "--source", str(SAMPLE), "-o", str(plain)]) == 0
+    assert main(["export-dicom-seg", "--mask", str(nifti), "--source", str(SAMPLE), "-o", str(flagged),
+                 "--low-confidence"]) == 0
+    for path, low in ((plain, False), (flagged, True)):
+        seg = hd.seg.segread(path)
+        segment = seg.SegmentSequence[0]
+        assert ("low confidence" in seg.SeriesDescription) == low
+        assert ("low confidence" in seg.ContentDescription) == low
+        assert ("low confidence" in getattr(segment, "SegmentDescription", "")) == low
+        np.testing.assert_array_equal(mask_from_dicom_seg(path, series.datasets), mask)
+
+
 def _shifted(grid: sitk.Image) -> sitk.Image:
     moved = sitk.Image(grid)
     moved.SetOrigin(tuple(v + 1.0 for v in grid.GetOrigin()))

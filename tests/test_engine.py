@@ -15,11 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from conftest import LineReader
 from monai_core.engine import Engine
 from monai_core.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = ROOT / "tests" / "data" / "TCGA-FG-6692"
+# a generous bound on waiting for one line (the models loading, or one detection), so that an engine
+# that hangs fails the test instead of stopping it; not a speed check
+READ_LIMIT_S = 600
 
 
 class _Client:
@@ -33,11 +37,14 @@ class _Client:
             [sys.executable, "-m", "monai_core.engine"], cwd=ROOT, env=env, text=True,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
         )
+        self.lines = LineReader(self.process.stdout)
         self.seen = []
 
     def read(self) -> dict:
-        line = self.process.stdout.readline()
-        assert line, f"the engine ended: {self.stderr_path.read_text()[-2000:]}"
+        try:
+            line = self.lines.next(timeout=READ_LIMIT_S, what="the engine's next line")
+        except AssertionError as error:
+            raise AssertionError(f"{error}; stderr: {self.stderr_path.read_text()[-2000:]}") from None
         self.seen.append(line)
         return json.loads(line)  # every stdout line is a JSON object
 

@@ -1,4 +1,10 @@
-"""Input checks (issue 13): each warning fires on a real or derived study and stays quiet on the clean samples."""
+"""Input checks (issue 13): each warning fires on a real or derived study and stays quiet on the clean samples.
+
+The thresholds in monai_core/checks.py were measured on TCGA-FG-6692's raw volumes, so every
+threshold is also tried on studies they were not tuned on: TCGA-DU-7294 (a real skull-stripped FLAIR,
+T1 and T1c, tests/data/bet) and PGBM-001 (a glioblastoma patient's DICOM series). The T2 check is the
+exception on its positive side: the repository's only T2 is TCGA-FG-6692's.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from monai_core.checks import lesion_warnings
 from monai_core.study import load_kaggle_case, load_volumes
 
 DICOM = DATA / "dicom" / "PGBM-001_T1post"
+HELD_OUT = DATA / "bet" / "TCGA-DU-7294"  # not used to choose any threshold
 
 
 def codes(study) -> list[str]:
@@ -29,6 +36,13 @@ def test_clean_samples_raise_no_warning():
     assert codes(load_volumes(DICOM)) == ["t1_missing", "t1c_missing"]  # a real DICOM series, FLAIR alone
 
 
+def test_a_held_out_study_gets_only_the_warnings_its_acquisition_earns():
+    """DU-7294's own FLAIR, T1 and T1c: registered well, distinct series, a FLAIR (not a T2). Skull-stripped
+    on a 1 mm atlas grid, which two warnings say."""
+    study = load_volumes(HELD_OUT / "flair.nii.gz", HELD_OUT / "t1.nii.gz", HELD_OUT / "t1c.nii.gz")
+    assert codes(study) == ["skull_stripped", "slice_spacing"]
+
+
 def test_missing_sequences_are_named():
     assert codes(load_volumes(RAW / "flair.nii.gz", RAW / "t1.nii.gz")) == ["t1c_missing"]
     assert codes(load_kaggle_case(KAGGLE / "TCGA_HT_7877_19980917")) == ["t1_missing", "t1c_missing"]
@@ -37,6 +51,9 @@ def test_missing_sequences_are_named():
 def test_the_same_series_twice():
     assert "t1c_same_as_t1" in codes(load_volumes(RAW / "flair.nii.gz", RAW / "t1.nii.gz", RAW / "t1.nii.gz"))
     assert "flair_same_as_t1" in codes(load_volumes(RAW / "t1.nii.gz", RAW / "t1.nii.gz", RAW / "t1c.nii.gz"))
+    # and on the held-out study
+    assert "t1c_same_as_t1" in codes(load_volumes(HELD_OUT / "flair.nii.gz", HELD_OUT / "t1.nii.gz", HELD_OUT / "t1.nii.gz"))
+    assert "flair_same_as_t1" in codes(load_volumes(HELD_OUT / "t1.nii.gz", HELD_OUT / "t1.nii.gz", HELD_OUT / "t1c.nii.gz"))
 
 
 def test_a_t2_given_as_flair():
@@ -53,9 +70,16 @@ def test_skull_stripped_flair(tmp_path):
     assert "skull_stripped" in codes(load_volumes(path))
 
 
+def test_real_skull_stripped_flairs_of_a_held_out_patient_and_of_the_tuned_one():
+    for patient in ("TCGA-DU-7294", "TCGA-FG-6692"):
+        assert "skull_stripped" in codes(load_volumes(DATA / "bet" / patient / "flair.nii.gz"))
+
+
 def test_a_t1_that_cannot_be_aligned():
     """Another patient's series given as the T1: the registration ends far from a same-session fit."""
     assert "registration_poor" in codes(load_volumes(RAW / "flair.nii.gz", DICOM, RAW / "t1c.nii.gz"))
+    # the held-out patient's FLAIR with TCGA-FG-6692's T1
+    assert "registration_poor" in codes(load_volumes(HELD_OUT / "flair.nii.gz", RAW / "t1.nii.gz", HELD_OUT / "t1c.nii.gz"))
 
 
 def test_thin_slices_and_non_axial(tmp_path):

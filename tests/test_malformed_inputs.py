@@ -15,12 +15,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import fail_after, run_cli
 
 sys.path.insert(0, str(Path(__file__).parent / "malformed"))
 import make_corpus  # noqa: E402
@@ -168,16 +167,14 @@ def test_detect_refuses_with_one_line(case, in_process, special_output, tmp_path
 
     # 1. a fresh output folder: nothing may be created
     out = tmp_path / "fresh" / "out"
-    started = time.perf_counter()
-    code = main(["detect", *case.args, "-o", str(out), "--progress", "none"])
-    elapsed = time.perf_counter() - started
+    # a last guard: a loader stuck on a huge declared size fails the test instead of stopping it
+    with fail_after(600, f"refusing {case.name}"):
+        code = main(["detect", *case.args, "-o", str(out), "--progress", "none"])
     captured = capfd.readouterr()
     assert code == 2, captured.err
     assert captured.out == ""
     check_error_line(captured.err, case, out)
     assert not (tmp_path / "fresh").exists(), "an output folder was left behind"
-    # a hang guard, not a speed check: a loader that read or allocated a huge declared size would take minutes
-    assert elapsed < 120, f"{case.name} took {elapsed:.1f} s to refuse"
 
     # 2. an existing output, with --overwrite of that very case: nothing may change
     out = existing_output(tmp_path / "existing")
@@ -235,21 +232,20 @@ def test_huge_declarations_are_refused_before_allocation(name):
     """Read in a process whose address space is capped at 1.5 GiB: any large allocation would fail."""
     case = next(c for c in CASES if c.name == name)
     script = (
-        "import resource, sys, time\n"
+        "import resource, sys\n"
         "resource.setrlimit(resource.RLIMIT_AS, (3 << 29, 3 << 29))\n"
         "from monai_core.io.volumes import read_volume\n"
         "from monai_core.errors import InputError\n"
-        "start = time.perf_counter()\n"
         "try:\n"
         "    read_volume(sys.argv[1])\n"
         "except InputError as error:\n"
-        "    print(f'{time.perf_counter() - start:.3f} {error}')\n"
+        "    print(error)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script, case.args[1]], capture_output=True, text=True, timeout=120)
+    # the address-space cap is the check: allocating the declared size would raise MemoryError, not
+    # InputError; the timeout is only a last guard against a hang
+    done = subprocess.run([sys.executable, "-c", script, case.args[1]], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    seconds, message = done.stdout.split(" ", 1)
-    # generous: it only guards against reading the declared gigabytes, and CI machines may be busy
-    assert case.problem in message and float(seconds) < 20.0, done.stdout
+    assert case.problem in done.stdout, done.stdout
 
 
 def test_read_volume_raises_input_error_only():

@@ -16,7 +16,7 @@ from conftest import RAW
 
 from monai_core.compare import compare_cases, rano_volumetric
 from monai_core.measurements import measure
-from test_compare import write_case
+from test_compare import expected_bidimensional_category, write_case
 
 PROGRESSION_PERCENT, PARTIAL_RESPONSE_PERCENT = 40.0, -65.0  # RANO 2.0, volumetric
 
@@ -73,21 +73,35 @@ def test_the_chosen_changes_straddle_each_threshold(lesion):
     assert -73.0 < percents["shrunk 5"] <= -65.0 and percents["shrunk 4"] > -65.0
 
 
-def test_change_json_holds_both_categories(lesion, tmp_path):
-    """End to end: a +41% volume is volumetric progression, whatever the bidimensional product says."""
-    grown = changed(lesion, 2)
+# End to end through compare: on the sample, radius 2 is volumetric progression (+41%) but bidimensionally
+# stable (+22%); radius 4 is progression and radius -6 partial response on both (+47%/+85%, -54%/-75%).
+END_TO_END = {"grown 2": 2, "grown 4": 4, "shrunk 6": -6, "gone": None}
+
+
+@pytest.mark.parametrize("name", END_TO_END)
+def test_change_json_holds_both_categories(lesion, tmp_path, name):
+    """End to end: the volumetric category from the voxel counts, the bidimensional one from the products,
+    each by its own published thresholds; they need not agree."""
+    after = changed(lesion, END_TO_END[name])
     baseline = write_case(tmp_path / "baseline", RAW / "flair.nii.gz", lesion)
-    followup = write_case(tmp_path / "followup", RAW / "flair.nii.gz", grown)
+    followup = write_case(tmp_path / "followup", RAW / "flair.nii.gz", after)
     compare_cases(baseline, followup, tmp_path / "out", case_id="pair")
     change = json.loads((tmp_path / "out" / "pair" / "change.json").read_text())
     volumetric = change["volumetric"]
-    assert volumetric["category"] == "progression"
-    known_percent = 100.0 * (voxels(grown) - voxels(lesion)) / voxels(lesion)
+    assert volumetric["category"] == expected_category(voxels(lesion), voxels(after))
+    known_percent = 100.0 * (voxels(after) - voxels(lesion)) / voxels(lesion)
     assert volumetric["volume_change_percent"] == pytest.approx(known_percent, abs=0.05)
     assert volumetric["thresholds"]["source"].startswith("RANO 2.0")
-    # the bidimensional category is still there, from the products (+25% is progression)
-    products = [change[s]["measurements"]["bidimensional_product_mm2"] for s in ("baseline", "followup")]
-    product_change = 100.0 * (products[1] - products[0]) / products[0]
-    assert change["category"] == ("progression" if product_change >= 25.0 else "stable")
+    measurements = [change[s]["measurements"] for s in ("baseline", "followup")]
+    assert change["category"] == expected_bidimensional_category(*measurements)
     assert "not a diagnosis" in change["category_note"]
-    assert np.isclose(change["change_map"]["resolved_ml"], 0.0)
+    assert np.isclose(change["change_map"]["resolved_ml"], 0.0) == (END_TO_END[name] is not None and END_TO_END[name] > 0)
+
+
+def test_the_end_to_end_changes_reach_every_category_and_a_disagreement(lesion):
+    """Guards the test above: every bidimensional category, and one change the two categories call differently."""
+    pairs = {name: (expected_category(voxels(lesion), voxels(changed(lesion, radius))),
+                    expected_bidimensional_category(measure(lesion), measure(changed(lesion, radius))))
+             for name, radius in END_TO_END.items()}
+    assert {bidimensional for _, bidimensional in pairs.values()} == {"stable", "progression", "partial response", "complete response"}
+    assert pairs["grown 2"] == ("progression", "stable")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import importlib.util
 import json
 import os
 import re
@@ -243,7 +244,10 @@ def detect_trace(tmp_path_factory):
     trace = tmp_path / "trace.json"
     command = [sys.executable, "-c", _TRACE, str(trace), "detect", "--flair", str(SAMPLE_DIR / "flair.nii.gz"),
                "-o", str(tmp_path / "out"), "--case-id", "case", "--progress", "none"]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    # As on a user's machine, Python writes bytecode (__pycache__/*.pyc) beside the engine's sources,
+    # whatever the developer's shell says: the trace must not count those caches as unshipped files.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     recorded = json.loads(trace.read_text())
     assert recorded["code"] == 0
@@ -255,8 +259,23 @@ def detect_trace(tmp_path_factory):
         except ValueError:
             continue
         if relative.startswith(("monai_core/", "bundle/")) and path.is_file():
-            loaded.add(relative)
+            loaded.add(_source_of(relative))
     return loaded
+
+
+def _source_of(relative: str) -> str:
+    """A bytecode cache (``__pycache__/*.pyc``, written wherever Python may write bytecode) stands for
+    its source file: Python writes it from the shipped ``.py``, so the ``.py`` is what must be shipped."""
+    if "__pycache__" in Path(relative).parts:
+        # importlib writes a cache through a temporary name, "<name>.pyc.<number>", then renames it
+        return Path(importlib.util.source_from_cache(re.sub(r"\.pyc\.\d+$", ".pyc", relative))).as_posix()
+    return relative
+
+
+def test_a_bytecode_cache_stands_for_its_source():
+    assert _source_of("monai_core/__pycache__/detect.cpython-311.pyc") == "monai_core/detect.py"
+    assert _source_of("monai_core/io/__pycache__/dicom.cpython-311.pyc.140234") == "monai_core/io/dicom.py"
+    assert _source_of("bundle/configs/inference.json") == "bundle/configs/inference.json"
 
 
 def test_every_engine_file_loaded_at_run_time_is_shipped(engine_files, detect_trace):
@@ -288,8 +307,9 @@ def _requirements():
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import slicer_fixture as sf
 
-    logic = sf.import_module().TumorSegLogic
-    return {name.lower(): version for name, version in logic.readRequirements()}, sf.import_module().PROVIDED_BY_SLICER
+    module = sf.import_module()
+    requirements = module.TumorSegLogic.readRequirements()
+    return {r.name.lower(): module.install.pinnedVersion(r) for r in requirements}, module.PROVIDED_BY_SLICER
 
 
 def test_requirements_are_pinned_to_the_project_versions():
@@ -297,6 +317,7 @@ def test_requirements_are_pinned_to_the_project_versions():
     pins = _pins()
     assert requirements["torch"] == "2.13.0"
     for name, version in requirements.items():
+        assert version is not None, f"{name} is not pinned (name==version) in Resources/requirements.txt"
         assert name in pins, f"{name} is not a dependency in pyproject.toml"
         assert version == pins[name], f"{name}=={version} but pyproject.toml pins {pins[name]}"
 

@@ -22,6 +22,17 @@ import vtk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import slicer_fixture as sf  # noqa: E402
+from conftest import fail_after  # noqa: E402
+
+# The logic's wait for the engine has no time limit of its own (a user's study may take long); in the tests,
+# a generous last guard makes a hung engine fail the test instead of stopping the suite. Not a speed check.
+WAIT_LIMIT_S = 1200
+
+
+@pytest.fixture(autouse=True)
+def _fail_rather_than_hang():
+    with fail_after(WAIT_LIMIT_S, "a test of the Slicer logic"):
+        yield
 from test_compare import known_motion, moved, write_case  # noqa: E402
 
 TumorSeg = sf.import_module()
@@ -68,9 +79,10 @@ def studies(tmp_path_factory):
 @pytest.fixture(scope="module")
 def compared(studies):
     progress = []
-    changeNode, tableNode = studies["logic"].compareWithPrior(
-        studies["priorSeg"], studies["currentFlair"], studies["currentSeg"], dates=("2020-01-01", "2020-07-01"),
-        progressCallback=lambda p, m: progress.append((p, m)))
+    with fail_after(WAIT_LIMIT_S, "compare in the Slicer logic"):
+        changeNode, tableNode = studies["logic"].compareWithPrior(
+            studies["priorSeg"], studies["currentFlair"], studies["currentSeg"], dates=("2020-01-01", "2020-07-01"),
+            progressCallback=lambda p, m: progress.append((p, m)))
     yield dict(changeNode=changeNode, tableNode=tableNode, progress=progress,
                change=json.loads(changeNode.GetAttribute(comparenodes.CHANGE_ATTRIBUTE)))
     TumorSegLogic.stopEngine()

@@ -13,6 +13,7 @@ import ast
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -25,7 +26,19 @@ import slicer  # slicer-core: a test dependency, so a missing install fails rath
 import vtk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import slicer_api  # noqa: E402
 import slicer_fixture as sf  # noqa: E402
+from conftest import fail_after  # noqa: E402
+
+# The logic's wait for the engine has no time limit of its own (a user's study may take long); in the tests,
+# a generous last guard makes a hung engine fail the test instead of stopping the suite. Not a speed check.
+WAIT_LIMIT_S = 1200
+
+
+@pytest.fixture(autouse=True)
+def _fail_rather_than_hang():
+    with fail_after(WAIT_LIMIT_S, "a test of the Slicer logic"):
+        yield
 
 TumorSeg = sf.import_module()
 TumorSegLogic = TumorSeg.TumorSegLogic
@@ -71,7 +84,8 @@ def detected(sample, tmp_path_factory):
     logic.keepTemporaryFiles = True
     progress = []
     started = time.monotonic()
-    segmentation = logic.process(flair, t1, t1c, progressCallback=lambda p, m: progress.append((p, m)))
+    with fail_after(WAIT_LIMIT_S, "detect in the Slicer logic"):
+        segmentation = logic.process(flair, t1, t1c, progressCallback=lambda p, m: progress.append((p, m)))
     elapsed = time.monotonic() - started
     kept = tmp_path_factory.mktemp("detect") / "run"
     shutil.move(str(logic.lastTemporaryFolder), kept)
@@ -300,14 +314,19 @@ def test_dicom_seg_export_from_a_dicom_loaded_volume(sample, tmp_path):
     scene.RemoveNode(labelmap)
 
     logic = TumorSegLogic()
-    segmentation = logic.importResult(volume, mask_path, {"slices": []})
-    output = tmp_path / "tumor.dcm"
-    logic.exportDicomSeg(segmentation, volume, files, output)
-    seg = pydicom.dcmread(output)
-    assert seg.Modality == "SEG"
-    assert seg.StudyInstanceUID == datasets[0].StudyInstanceUID
-    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == datasets[0].SeriesInstanceUID
-    assert int(np.asarray(seg.pixel_array).astype(bool).sum()) == int(mask.sum()) > 0
+    for flagged in (False, True):
+        report = {"slices": [], "quality": {"confidence": 0.4 if flagged else 0.9, "flagged": flagged, "warnings": []}}
+        segmentation = logic.importResult(volume, mask_path, report)
+        output = tmp_path / f"tumor_{flagged}.dcm"
+        logic.exportDicomSeg(segmentation, volume, files, output)
+        seg = pydicom.dcmread(output)
+        assert seg.Modality == "SEG"
+        assert seg.StudyInstanceUID == datasets[0].StudyInstanceUID
+        assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == datasets[0].SeriesInstanceUID
+        assert int(np.asarray(seg.pixel_array).astype(bool).sum()) == int(mask.sum()) > 0
+        # a flagged result carries its "low confidence" label into the SEG (README: "low confidence" in the DICOM-SEG)
+        assert ("low confidence" in seg.SeriesDescription) == flagged
+        assert ("low confidence" in getattr(seg.SegmentSequence[0], "SegmentDescription", "")) == flagged
 
 
 def test_dicom_seg_export_error_is_one_line(sample, detected, tmp_path):
@@ -353,7 +372,9 @@ def test_cancel_part_way_ends_process_tree_and_leaves_scene_unchanged(sample):
     assert logic.process(flair, t1, t1c, progressCallback=on_progress) is None
     assert "pid" in seen, "the engine never reported progress"
     assert seen["group"], "the engine process was not running when cancelled"
-    deadline = time.monotonic() + 60  # a bound on waiting for the kernel to reap, not a speed check
+    for reaper in _engine(logic).reapers:  # cancel returned at once; the engine is reaped in the background
+        reaper.join(timeout=120)
+    deadline = time.monotonic() + 120  # a bound on waiting for the kernel to reap, not a speed check
     while _group_pids(seen["pid"]) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _group_pids(seen["pid"]) == []
@@ -363,6 +384,83 @@ def test_cancel_part_way_ends_process_tree_and_leaves_scene_unchanged(sample):
     assert not Path(seen["temp"]).exists()
     assert sf.scene_node_ids(scene) == before
     assert not logic.isRunning()
+
+
+_SLOW_TO_REAP_ENGINE = """
+import json, os, subprocess, sys
+# a process in a session of its own that keeps the engine's stdout open, as a stray subprocess would:
+# the engine's output reader cannot end until it does
+holder = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"], stdin=subprocess.DEVNULL,
+                          start_new_session=True)  # waits until the test kills it
+pidFile = os.path.join(os.path.dirname(__file__), "..", "holder.pid")
+with open(pidFile + ".tmp", "w") as out:
+    out.write(str(holder.pid))
+os.replace(pidFile + ".tmp", pidFile)
+print(json.dumps({"ready": True, "pid": os.getpid(), "model_loads": 1, "load_s": 0}), flush=True)
+for line in sys.stdin:
+    print(json.dumps({"stage": "classify", "progress": 0.5, "message": "classifying"}), flush=True)
+"""
+
+
+def _process_state(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to see a process's state")
+def test_cancel_returns_at_once_and_the_engine_is_reaped_in_the_background(tmp_path):
+    """Cancel must not wait for the engine to end: here its process cannot be reaped, and its output
+    cannot close, until the test lets them; cancel returns all the same, and the engine ends afterwards."""
+    import threading
+
+    workDir = tmp_path / "engine"
+    (workDir / "monai_core").mkdir(parents=True)
+    (workDir / "monai_core" / "__init__.py").write_text("")
+    (workDir / "monai_core" / "engine.py").write_text(_SLOW_TO_REAP_ENGINE)
+    engine = TumorSeg.Engine(sys.executable, workDir)
+    run = engine.submit({"flair": "x"}, tmp_path / "temp", tmp_path / "case")
+    progress = []
+    deadline = time.monotonic() + 120  # a bound on starting Python, not a speed check
+    while not progress and time.monotonic() < deadline:
+        run.pump(lambda fraction, message: progress.append(message))
+        time.sleep(0.02)
+    assert progress == ["classifying"], run.log
+    holder = int((workDir / "holder.pid").read_text())
+
+    reapable = threading.Event()  # the engine process may be waited for only once this is set
+    wait = run.process.wait
+    run.process.wait = lambda *args, **kwargs: (reapable.wait(), wait(*args, **kwargs))[1]
+    returned = threading.Event()
+    threading.Thread(target=lambda: (run.cancel(), returned.set()), daemon=True).start()
+    try:
+        assert returned.wait(timeout=60), "cancel waited for the engine process to be reaped"
+        assert run.cancelled and engine.process is None  # detached: the next request starts a new engine
+        # killed (the kernel ends it as soon as it runs again) and not reaped: a zombie, until the test allows it
+        deadline = time.monotonic() + 120
+        while _process_state(run.process.pid) != "Z" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _process_state(run.process.pid) == "Z"
+        reaper = engine.reapers[-1]
+        assert reaper.is_alive() and run.reader.is_alive()
+    finally:
+        reapable.set()
+        os.kill(holder, signal.SIGKILL)
+    reaper.join(timeout=120)
+    assert not reaper.is_alive() and not run.reader.is_alive()
+    assert run.process.returncode == -signal.SIGKILL and _process_state(run.process.pid) is None
+
+    (workDir / "holder.pid").unlink()
+    second = engine.submit({"flair": "x"}, tmp_path / "temp2", tmp_path / "case2")  # a new engine process
+    deadline = time.monotonic() + 120
+    while not (workDir / "holder.pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert second.process.pid != run.process.pid and engine.isAlive()
+    second.cancel()
+    os.kill(int((workDir / "holder.pid").read_text()), signal.SIGKILL)
+    engine.reapers[-1].join(timeout=120)
+    assert second.process.returncode == -signal.SIGKILL
 
 
 def test_engine_error_reaches_the_caller_as_one_line(tmp_path):
@@ -442,7 +540,9 @@ def test_cancel_ends_the_warm_engine_and_the_next_run_starts_a_new_one(sample):
     assert logic.process(flair, t1, t1c, progressCallback=on_progress) is None
     assert seen.get("pid") == warm_pid, "the second run should run on the warm engine"
     assert seen["group"]
-    deadline = time.monotonic() + 60  # a bound on waiting for the kernel to reap, not a speed check
+    for reaper in engine.reapers:
+        reaper.join(timeout=120)
+    deadline = time.monotonic() + 120  # a bound on waiting for the kernel to reap, not a speed check
     while _group_pids(warm_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _group_pids(warm_pid) == []
@@ -473,8 +573,9 @@ def test_module_never_imports_the_engine_in_slicers_python():
 
 
 def test_requirements_are_installed_in_this_environment():
-    assert TumorSegLogic.pythonVersionProblem() is None
+    assert TumorSegLogic.slicerVersionProblem() is None
     assert TumorSegLogic.missingRequirements() == []
+    assert TumorSegLogic.installPlan().steps == []
 
 
 def test_missing_requirement_is_reported(tmp_path):
@@ -483,99 +584,45 @@ def test_missing_requirement_is_reported(tmp_path):
     assert TumorSegLogic.missingRequirements(requirements) == ["no-such-distribution-tumorseg==1.0", "torch==0.0.1"]
 
 
-def test_pip_failure_is_raised_with_pips_error(tmp_path, monkeypatch):
-    """installRequirements goes through slicer.util.pip_install (PythonSlicer -m pip); pip's ERROR line is the message."""
-    launcher_dir = tmp_path / "bin"
-    launcher_dir.mkdir()
-    launcher = launcher_dir / "PythonSlicer"  # what slicer.util runs outside Slicer: dirname(sys.executable)/PythonSlicer
-    launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
-    launcher.chmod(0o755)
-    monkeypatch.setattr(sys, "executable", str(launcher_dir / "python"))
-    monkeypatch.setattr(slicer.util, "pip_install", sf.pip_install_as_in_slicer_5_8)
-    requirements = tmp_path / "requirements.txt"
-    requirements.write_text("this is not a requirement !!\n")
-    with pytest.raises(TumorSegError) as error:
-        TumorSegLogic.installRequirements(requirements)
-    assert str(error.value).startswith("ERROR:"), str(error.value)
-    assert "this is not a requirement" in error.value.details
-
-
 # --- static check of the Slicer API the module uses -----------------------------------------------
 
-# Every slicer./qt./ctk. attribute chain TumorSeg.py uses, with the Slicer 5.8 source that defines it.
-# Names of VTK classes (slicer.vtk...) are also checked against slicer-core below.
-SLICER_API = {
-    "slicer.ScriptedLoadableModule.ScriptedLoadableModule": "Base/Python/slicer/ScriptedLoadableModule.py",
-    "slicer.ScriptedLoadableModule.ScriptedLoadableModuleLogic": "Base/Python/slicer/ScriptedLoadableModule.py",
-    "slicer.ScriptedLoadableModule.ScriptedLoadableModuleTest": "Base/Python/slicer/ScriptedLoadableModule.py",
-    "slicer.ScriptedLoadableModule.ScriptedLoadableModuleWidget": "Base/Python/slicer/ScriptedLoadableModule.py",
-    "slicer.util.VTKObservationMixin": "Base/Python/slicer/util.py",
-    "slicer.util.WaitCursor": "Base/Python/slicer/util.py",
-    "slicer.util.arrayFromSegmentBinaryLabelmap": "Base/Python/slicer/util.py",
-    "slicer.util.arrayFromVolume": "Base/Python/slicer/util.py",
-    "slicer.util.childWidgetVariables": "Base/Python/slicer/util.py",
-    "slicer.util.confirmOkCancelDisplay": "Base/Python/slicer/util.py",
-    "slicer.util.errorDisplay": "Base/Python/slicer/util.py",
-    "slicer.util.loadLabelVolume": "Base/Python/slicer/util.py",
-    "slicer.util.loadUI": "Base/Python/slicer/util.py",
-    "slicer.util.loadVolume": "Base/Python/slicer/util.py",
-    "slicer.util.mainWindow": "Base/Python/slicer/util.py",
-    "slicer.util.pip_install": "Base/Python/slicer/util.py",
-    "slicer.util.saveNode": "Base/Python/slicer/util.py",
-    "slicer.util.setSliceViewerLayers": "Base/Python/slicer/util.py",
-    "slicer.app.temporaryPath": "Base/QTCore/qSlicerCoreApplication.h",
-    "slicer.app.processEvents": "Base/Python/slicer/slicerqt.py (slicer.app: qSlicerCoreApplication, a QCoreApplication)",
-    "slicer.mrmlScene.Clear": "Libs/MRML/Core/vtkMRMLScene.h",
-    "slicer.mrmlScene.EndCloseEvent": "Libs/MRML/Core/vtkMRMLScene.h",
-    "slicer.mrmlScene.GetFirstNodeByClass": "Libs/MRML/Core/vtkMRMLScene.h",
-    "slicer.mrmlScene.GetNumberOfNodes": "Libs/MRML/Core/vtkMRMLScene.h",
-    "slicer.mrmlScene.StartCloseEvent": "Libs/MRML/Core/vtkMRMLScene.h",
-    "slicer.dicomDatabase.fileForInstance": "Modules/Scripted/DICOM/DICOM.py (slicer.dicomDatabase: CTK ctkDICOMDatabase.h)",
-    "slicer.vtkMRMLLabelMapVolumeNode": "Libs/MRML/Core/vtkMRMLLabelMapVolumeNode.h",
-    "slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole": "Libs/MRML/Core/vtkMRMLSegmentationNode.h",
-    "slicer.vtkMRMLSliceNode.JumpAllSlices": "Libs/MRML/Core/vtkMRMLSliceNode.h",
-    "slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMLevelStudy": "Libs/MRML/Core/vtkMRMLSubjectHierarchyConstants.h",
-    "slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode": "Libs/MRML/Core/vtkMRMLSubjectHierarchyNode.h",
-    "slicer.vtkMRMLVolumeArchetypeStorageNode": "Libs/MRML/Core/vtkMRMLVolumeArchetypeStorageNode.h",
-    "slicer.vtkSegment.GetTerminologyEntryTagName": "Libs/vtkSegmentationCore/vtkSegment.h",
-    "slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode": "Modules/Loadable/Segmentations/Logic/vtkSlicerSegmentationsModuleLogic.h",
-    "qt.QFileDialog.getSaveFileName": "Qt QFileDialog (PythonQt)",
-    "qt.QTimer": "Qt QTimer (PythonQt)",
-}
 
-# Methods added after Slicer 5.8 that the module must not call (5.8 has only the tag form).
-NEWER_THAN_5_8 = {"SetTerminology": "vtkSegment, Slicer 5.10", "GetTerminology": "vtkSegment, Slicer 5.10"}
+def _manifest():
+    import json
+
+    version = ".".join(str(v) for v in TumorSeg.MINIMUM_SLICER_VERSION)
+    path = slicer_api.MANIFEST_DIR / f"v{version}.0.json"
+    assert path.is_file(), f"no record of Slicer {version}'s API: run tests/tools/slicer_api_manifest.py SLICER_GIT_DIR"
+    return json.loads(path.read_text())
 
 
-def _api_chains(tree):
-    """Dotted attribute chains rooted at slicer/qt/ctk, and the names imported from slicer.* modules."""
-    chains = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("slicer", "qt", "ctk"):
-            chains.update(f"{node.module}.{alias.name}" for alias in node.names)
-        if isinstance(node, ast.Attribute):
-            parts, current = [], node
-            while isinstance(current, ast.Attribute):
-                parts.append(current.attr)
-                current = current.value
-            if isinstance(current, ast.Name) and current.id in ("slicer", "qt", "ctk"):
-                chains.add(".".join([current.id, *reversed(parts)]))
-    # keep only maximal chains (slicer.util is implied by slicer.util.errorDisplay)
-    return {c for c in chains if not any(other.startswith(c + ".") for other in chains)}
-
-
-def test_slicer_api_used_by_the_module_exists_in_slicer_5_8():
-    source = (sf.MODULE_DIR / "TumorSeg.py").read_text()
-    tree = ast.parse(source)
-    used = _api_chains(tree)
-    unknown = sorted(used - set(SLICER_API))
-    assert not unknown, f"Slicer API not in the allow-list (check it exists in Slicer 5.8, then add it): {unknown}"
-    unused = sorted(set(SLICER_API) - used)
+def test_every_file_of_the_module_uses_only_the_listed_api():
+    """TumorSeg.py and every file of TumorSegLib/ (the compare view and nodes too)."""
+    used = slicer_api.used_api()
+    assert {"TumorSeg.py", "TumorSegLib/comparenodes.py", "TumorSegLib/compareview.py"} <= {f for files in used.values() for f in files}
+    unknown = {chain: files for chain, files in used.items() if chain not in slicer_api.SLICER_API}
+    assert not unknown, f"Slicer API not in tests/slicer_api.py (add it, then run tests/tools/slicer_api_manifest.py): {unknown}"
+    unused = sorted(set(slicer_api.SLICER_API) - set(used))
     assert not unused, f"allow-list entries the module no longer uses: {unused}"
-    calls = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
-    assert not calls & set(NEWER_THAN_5_8), f"API newer than Slicer 5.8: {calls & set(NEWER_THAN_5_8)}"
-    # What slicer-core provides is checked for real: the VTK classes and their static methods, slicer.util.
-    for chain in used:
+
+
+def test_the_listed_slicer_api_exists_in_the_minimum_slicer_version():
+    """Every Slicer entry was found in the sources of the minimum version's tag (the record the tool made)."""
+    manifest = _manifest()
+    assert manifest["tag"] == "v{}.{}.0".format(*TumorSeg.MINIMUM_SLICER_VERSION)
+    assert len(manifest["commit"]) == 40
+    slicer_entries = {chain for chain in slicer_api.SLICER_API if slicer_api.slicer_source(chain)}
+    assert slicer_entries == set(manifest["entries"]), (
+        f"entries not checked against Slicer {manifest['tag']}: {sorted(slicer_entries - set(manifest['entries']))}; "
+        f"stale: {sorted(set(manifest['entries']) - slicer_entries)} (run tests/tools/slicer_api_manifest.py)")
+    for chain, found in manifest["entries"].items():
+        assert found["file"] == slicer_api.SLICER_API[chain]
+        assert chain.split(".")[-1] in found["text"]
+
+
+def test_what_slicer_core_provides_exists_there_too():
+    """The VTK classes, their static methods and slicer.util, for real, in slicer-core."""
+    for chain in slicer_api.used_api():
         parts = chain.split(".")
         if parts[0] == "slicer" and (parts[1].startswith("vtk") or parts[1] == "util"):
             obj = slicer
@@ -585,5 +632,15 @@ def test_slicer_api_used_by_the_module_exists_in_slicer_5_8():
 
 
 def test_api_check_detects_unknown_names():
-    tree = ast.parse("import slicer\nslicer.util.noSuchFunction()\nslicer.vtkMRMLScene().GetNodes()\nqt.QTimer.singleShot(0, f)")
-    assert _api_chains(tree) == {"slicer.util.noSuchFunction", "slicer.vtkMRMLScene", "qt.QTimer.singleShot"}
+    tree = ast.parse("import slicer\nslicer.util.noSuchFunction()\nslicer.vtkMRMLScene().GetNodes()\nqt.QTimer.singleShot(0, f)\n"
+                     "PyTorchUtils.PyTorchUtilsLogic.installTorch()")
+    assert slicer_api.api_chains(tree) == {"slicer.util.noSuchFunction", "slicer.vtkMRMLScene", "qt.QTimer.singleShot",
+                                           "PyTorchUtils.PyTorchUtilsLogic.installTorch"}
+
+
+def test_definition_lookup_finds_declarations_not_comments():
+    header = "/// \\sa JumpAllSlices()\nclass VTK_MRML_EXPORT vtkMRMLSliceNode : public vtkMRMLAbstractViewNode\n" \
+             "  static void JumpAllSlices(vtkMRMLScene* scene, double r);\n"
+    assert slicer_api.definition_line(header, "JumpAllSlices") == (3, "static void JumpAllSlices(vtkMRMLScene* scene, double r);")
+    assert slicer_api.definition_line(header, "vtkMRMLSliceNode")[0] == 2
+    assert slicer_api.definition_line(header, "SetTerminology") is None

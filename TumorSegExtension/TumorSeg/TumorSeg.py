@@ -11,12 +11,9 @@ FLAIR's grid with one "Tumor" segment and a table of per-slice tumour probabilit
     segmentationNode = logic.process(flairNode, t1Node, t1cNode)
 """
 
-import contextlib
-import io
 import json
 import logging
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -34,7 +31,7 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
-from TumorSegLib import comparenodes
+from TumorSegLib import comparenodes, install
 from TumorSegLib.compareview import CompareView
 from TumorSegLib.engine import Engine, sharedEngine, stopSharedEngine
 from TumorSegLib.errors import TumorSegError
@@ -73,9 +70,14 @@ GEOMETRY_TOLERANCE = 1e-3
 ENGINE_PACKAGE = "monai_core"
 # Installed extension: the engine and the bundle sit in TumorSegLib/ beside this file (see CMakeLists.txt).
 ENGINE_SUBDIR = "TumorSegLib"
-# Slicer ships these itself; replacing them from PyPI could break Slicer, so they are not in requirements.txt.
+# Slicer ships these itself; replacing them from PyPI could break Slicer, so they are not in requirements.txt,
+# and the install holds them at the versions Slicer has (TumorSegLib/install.py).
 PROVIDED_BY_SLICER = ("numpy", "SimpleITK")
-MINIMUM_PYTHON = (3, 10)  # torch==2.13.0 and monai==1.6.1 need Python 3.10+ (Slicer 5.10 or later)
+# The oldest Slicer the module supports: 5.10 is the first with a Python (3.12) that torch==2.13.0 and
+# monai==1.6.1 install on (they need 3.10+; Slicer 5.8 has 3.9). tests/test_slicer_module.py checks every
+# Slicer API the module uses against this version's sources (tests/data/slicer_api/).
+MINIMUM_SLICER_VERSION = (5, 10)
+MINIMUM_PYTHON = (3, 10)
 
 
 #
@@ -99,6 +101,10 @@ class TumorSeg(ScriptedLoadableModule):
             "Built on MONAI and 3D Slicer. Trained on the LGG MRI segmentation data set (Buda et al., "
             "Computers in Biology and Medicine 2019) from TCGA-LGG in The Cancer Imaging Archive."
         )
+        problem = TumorSegLogic.slicerVersionProblem()  # checked when Slicer starts and registers the module
+        if problem:
+            logging.error(f"TumorSeg: {problem}")
+            self.parent.helpText = f"<b>{problem}</b><br>" + self.parent.helpText
 
 
 #
@@ -114,6 +120,11 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._updatingGUIFromParameterNode = False
         self._running = False
+        self._versionProblem = None
+        self._install = None  # the InstallRun of the Python packages, while it runs
+        self._installDialog = None
+        self._installTimer = None
+        self._afterInstall = None
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -123,6 +134,7 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
 
         self.logic = TumorSegLogic()
+        self._versionProblem = TumorSegLogic.slicerVersionProblem()
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -134,12 +146,14 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.sliceTableView.connect("clicked(QModelIndex)", self.onSliceTableClicked)
 
         self.ui.progressBar.hide()
-        self.ui.statusLabel.text = ""
+        self.ui.statusLabel.text = self._versionProblem or ""
         self.compareView = CompareView(self, OUTPUT_ROLE, FLAIR_ROLE, TUMOR_SEGMENT_ID)  # "Compare with prior"
         self.initializeParameterNode()
 
     def cleanup(self):
         self.removeObservers()
+        if self._install is not None:
+            self._install.cancel()
         if self.logic:
             self.logic.cancel()
         TumorSegLogic.stopEngine()
@@ -200,14 +214,20 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def updateButtons(self):
         flairNode = self._parameterNode.GetNodeReference(FLAIR_ROLE) if self._parameterNode else None
+        installing = self._install is not None
         if self._running:
             self.ui.applyButton.text = "Cancel"
             self.ui.applyButton.toolTip = "Stop the detection; nothing is added to the scene."
             self.ui.applyButton.enabled = True
         else:
             self.ui.applyButton.text = "Detect tumor"
-            self.ui.applyButton.toolTip = "Detect and segment the tumour on the FLAIR." if flairNode else "Select a FLAIR volume."
-            self.ui.applyButton.enabled = flairNode is not None
+            if self._versionProblem or installing:
+                self.ui.applyButton.toolTip = self._versionProblem or "Installing the Python packages..."
+            else:
+                self.ui.applyButton.toolTip = "Detect and segment the tumour on the FLAIR." if flairNode else "Select a FLAIR volume."
+            self.ui.applyButton.enabled = flairNode is not None and not installing and not self._versionProblem
+        if getattr(self, "compareView", None) is not None:  # Compare waits for the install as Detect does
+            self.compareView.compareButton.enabled = not (self._running or installing or self._versionProblem)
         for widget in (self.ui.flairSelector, self.ui.t1Selector, self.ui.t1cSelector, self.ui.outputSegmentationSelector):
             widget.enabled = not self._running
         segmentationNode = self._parameterNode.GetNodeReference(OUTPUT_ROLE) if self._parameterNode else None
@@ -239,36 +259,79 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # Dependencies
 
-    def ensureDependencies(self):
-        """True when the engine's Python packages are there, installing them after asking the user."""
-        problem = self.logic.pythonVersionProblem()
+    def ensureDependencies(self, then=None):
+        """True when the engine's Python packages are there.
+
+        Otherwise, after asking the user, installs them in the background (child pip processes, a
+        progress dialog with Cancel; Detect and Compare stay disabled until it ends), returns False,
+        and calls ``then()`` once they are installed.
+        """
+        problem = self.logic.slicerVersionProblem()
         if problem:
             slicer.util.errorDisplay(problem, windowTitle="TumorSeg")
             return False
-        missing = self.logic.missingRequirements()
-        if not missing:
-            return True
-        if not slicer.util.confirmOkCancelDisplay(
-            "TumorSeg needs these Python packages, which will be downloaded and installed into Slicer "
-            "(this can take several minutes and about 1 GB of disk):\n\n" + "\n".join(missing),
-            windowTitle="TumorSeg: install dependencies",
-        ):
+        if self._install is not None:
             return False
-        self.ui.statusLabel.text = "Installing Python packages..."
-        slicer.app.processEvents()
         try:
-            with slicer.util.WaitCursor():
-                self.logic.installRequirements()
+            plan = self.logic.installPlan()
         except TumorSegError as error:
-            slicer.util.errorDisplay(
-                f"Installing the Python packages failed:\n{error}",
-                windowTitle="TumorSeg: install dependencies",
-                detailedText=error.details,
-            )
-            self.ui.statusLabel.text = "Installing Python packages failed."
+            slicer.util.errorDisplay(str(error), windowTitle="TumorSeg: install dependencies")
             return False
-        self.ui.statusLabel.text = "Python packages installed."
-        return True
+        if not plan.steps:
+            return True
+        question = ("TumorSeg needs these Python packages, which will be downloaded and installed into Slicer "
+                    "(this can take several minutes and about 1 GB of disk):\n\n"
+                    + "\n".join(install.describe(r) for r in plan.missing))
+        if plan.torchSource:
+            question += f"\n\nPyTorch: {plan.torchSource}. The engine runs on the CPU."
+        if not slicer.util.confirmOkCancelDisplay(question, windowTitle="TumorSeg: install dependencies"):
+            return False
+        self._install = self.logic.startInstall(plan)
+        self._afterInstall = then
+        self._installDialog = slicer.util.createProgressDialog(
+            windowTitle="TumorSeg: installing Python packages", labelText=plan.steps[0].label, maximum=100, value=0)
+        self._installDialog.connect("canceled()", self.onCancelInstall)
+        self._installTimer = qt.QTimer()
+        self._installTimer.setInterval(200)
+        self._installTimer.connect("timeout()", self.onInstallTimer)
+        self._installTimer.start()
+        self.ui.statusLabel.text = "Installing Python packages..."
+        self.updateButtons()
+        return False
+
+    def onInstallTimer(self):
+        run = self._install
+        if run is None:
+            return
+        run.pump(self.onInstallProgress)
+        if not run.finished():
+            return
+        self._installTimer.stop()
+        self._installTimer = None
+        self._installDialog.close()
+        self._installDialog = None
+        self._install, then, self._afterInstall = None, self._afterInstall, None
+        run.close()
+        self.updateButtons()
+        if run.cancelled:
+            self.ui.statusLabel.text = "Installing Python packages was cancelled."
+        elif run.error is not None:
+            self.ui.statusLabel.text = "Installing Python packages failed."
+            slicer.util.errorDisplay(f"Installing the Python packages failed:\n{run.error}",
+                                     windowTitle="TumorSeg: install dependencies", detailedText=run.error.details)
+        else:
+            self.ui.statusLabel.text = "Python packages installed."
+            if then:
+                then()
+
+    def onInstallProgress(self, fraction, message):
+        if self._installDialog is not None:
+            self._installDialog.value = min(99, int(100 * fraction))  # 100 would close the dialog before the end
+            self._installDialog.labelText = message
+
+    def onCancelInstall(self):
+        if self._install is not None:
+            self._install.cancel()  # returns at once; the timer sees the run end
 
     # Run and cancel
 
@@ -277,7 +340,7 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = "Cancelling..."
             self.logic.cancel()
             return
-        if not self.ensureDependencies():
+        if not self.ensureDependencies(then=self.onApplyButton):
             return
         flairNode = self._parameterNode.GetNodeReference(FLAIR_ROLE)
         outputNode = self._parameterNode.GetNodeReference(OUTPUT_ROLE)
@@ -413,66 +476,57 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
     # Dependencies
 
     @staticmethod
-    def pythonVersionProblem():
-        if sys.version_info[:2] < MINIMUM_PYTHON:
-            return (
-                f"TumorSeg needs Python {MINIMUM_PYTHON[0]}.{MINIMUM_PYTHON[1]} or later for PyTorch 2.13 "
-                f"(Slicer 5.10 or later); this Slicer has Python {sys.version.split()[0]}."
-            )
+    def slicerVersionProblem(slicerVersion=None, pythonVersion=None):
+        """Why this Slicer cannot run TumorSeg (older than MINIMUM_SLICER_VERSION), or None.
+
+        :param slicerVersion: (major, minor); by default the running application's (none outside Slicer).
+        """
+        if slicerVersion is None and hasattr(slicer, "app"):
+            slicerVersion = (int(slicer.app.majorVersion), int(slicer.app.minorVersion))
+        needed = ".".join(str(v) for v in MINIMUM_SLICER_VERSION)
+        if slicerVersion is not None and tuple(slicerVersion)[:2] < MINIMUM_SLICER_VERSION:
+            return (f"TumorSeg needs 3D Slicer {needed} or later (PyTorch 2.13 needs Python 3.10+); "
+                    f"this is Slicer {slicerVersion[0]}.{slicerVersion[1]}.")
+        pythonVersion = tuple(pythonVersion or sys.version_info[:2])
+        if pythonVersion < MINIMUM_PYTHON:
+            return (f"TumorSeg needs Python {MINIMUM_PYTHON[0]}.{MINIMUM_PYTHON[1]} or later for PyTorch 2.13 "
+                    f"(3D Slicer {needed} or later); this Python is {pythonVersion[0]}.{pythonVersion[1]}.")
         return None
 
     @classmethod
     def readRequirements(cls, requirementsFile=None):
-        """(name, version) for each ``name==version`` line of the requirements file."""
-        requirements = []
-        for line in Path(requirementsFile or cls.requirementsFile()).read_text().splitlines():
-            line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            match = re.fullmatch(r"([A-Za-z0-9_.\-]+)\s*==\s*([A-Za-z0-9_.+\-]+)", line)
-            if not match:
-                raise TumorSegError(f"Unsupported line in {requirementsFile or cls.requirementsFile()}: {line}")
-            requirements.append((match.group(1), match.group(2)))
-        return requirements
+        """The requirements (``packaging`` Requirement objects) of Resources/requirements.txt (TumorSegLib/install.py)."""
+        return install.readRequirements(requirementsFile or cls.requirementsFile())
 
     @classmethod
     def missingRequirements(cls, requirementsFile=None):
-        """Requirements (``name==version``) that are not installed at the pinned version in this Python."""
-        from importlib import metadata
-
-        missing = []
-        for name, version in cls.readRequirements(requirementsFile):
-            try:
-                installed = metadata.version(name)
-            except metadata.PackageNotFoundError:
-                installed = None
-            # A local version label (torch 2.13.0+cpu) is the same release as the pin.
-            if installed is None or installed.split("+", 1)[0] != version:
-                missing.append(f"{name}=={version}")
-        return missing
+        """The requirements (``name==version``) that apply here and are not installed at a version they accept."""
+        return [str(r) for r in install.missingRequirements(cls.readRequirements(requirementsFile))]
 
     @classmethod
-    def installRequirements(cls, requirementsFile=None):
-        """pip-install the pinned requirements into Slicer's Python; TumorSegError with pip's output on failure."""
-        requirementsFile = str(requirementsFile or cls.requirementsFile())
-        output = io.StringIO()
-        console = sys.stdout  # Slicer's Python console: pip's output still shows there
+    def installPlan(cls, requirementsFile=None):
+        """The pip commands that install the missing requirements (TumorSegLib/install.py); no steps if none is missing."""
+        return install.installPlan(cls.readRequirements(requirementsFile), keep=PROVIDED_BY_SLICER)
 
-        class Tee(io.TextIOBase):
-            def write(self, text):
-                output.write(text)
-                if console is not None:
-                    console.write(text)
-                return len(text)
+    @classmethod
+    def startInstall(cls, plan):
+        """Start the plan's pip commands in child processes; pump the returned InstallRun until it is finished."""
+        return install.InstallRun(cls.pythonExecutable(), plan, getattr(getattr(slicer, "app", None), "temporaryPath", None))
 
+    @classmethod
+    def installRequirements(cls, requirementsFile=None, progressCallback=None):
+        """Install the missing requirements and wait (scripts, the module's self-test).
+
+        :raises TumorSegError: with pip's first ERROR line, and pip's output as details.
+        """
+        plan = cls.installPlan(requirementsFile)
+        if not plan.steps:
+            return
+        run = cls.startInstall(plan)
         try:
-            with contextlib.redirect_stdout(Tee()):
-                slicer.util.pip_install(["-r", requirementsFile])
-        except subprocess.CalledProcessError as error:
-            lines = [line for line in output.getvalue().splitlines() if line.strip()]
-            errorLines = [line for line in lines if line.startswith("ERROR:")] or lines[-1:]
-            message = errorLines[0] if errorLines else f"pip exited with code {error.returncode}"
-            raise TumorSegError(message, output.getvalue()) from None
+            run.wait(progressCallback, idle=slicer.app.processEvents if hasattr(slicer, "app") else None)
+        finally:
+            run.close()
 
     # Geometry helpers (no image processing: IJK-to-RAS arithmetic for navigation and checks)
 
@@ -534,6 +588,11 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
         return "\n".join(lines)
 
     @staticmethod
+    def isLowConfidence(report):
+        """True when the engine flagged the result (``quality.flagged`` in its report)."""
+        return bool(((report or {}).get("quality") or {}).get("flagged"))
+
+    @staticmethod
     def reportFromSegmentation(segmentationNode):
         text = segmentationNode.GetAttribute(REPORT_ATTRIBUTE) if segmentationNode else None
         return json.loads(text) if text else None
@@ -562,6 +621,9 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
         :param progressCallback: called with ``(fraction 0..1, message)``.
         :raises TumorSegError: with the engine's one-line message when detection fails (waitForCompletion only).
         """
+        problem = self.slicerVersionProblem()
+        if problem:
+            raise TumorSegError(problem)
         if flairNode is None or flairNode.GetImageData() is None:
             raise TumorSegError("A FLAIR volume with image data is required.")
         if self._run is not None:
@@ -875,7 +937,11 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
     # DICOM-SEG
 
     def exportDicomSeg(self, segmentationNode, flairNode, sourceFiles, outputPath):
-        """Write the "Tumor" segment as DICOM-SEG referencing the FLAIR's DICOM instances (``sourceFiles``)."""
+        """Write the "Tumor" segment as DICOM-SEG referencing the FLAIR's DICOM instances (``sourceFiles``).
+
+        A result the quality check flagged (its report's ``quality.flagged``) is exported as low
+        confidence, as ``tumorseg detect --dicom-seg`` would label it.
+        """
         tempRoot = getattr(getattr(slicer, "app", None), "temporaryPath", None)
         tempDir = Path(tempfile.mkdtemp(prefix="TumorSeg-SEG-", dir=tempRoot))
         try:
@@ -892,6 +958,8 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
             seriesUID = flairNode.GetAttribute("DICOM.seriesInstanceUID")
             if seriesUID:
                 command += ["--series-uid", seriesUID]
+            if self.isLowConfidence(self.reportFromSegmentation(segmentationNode)):
+                command.append("--low-confidence")
             env = os.environ.copy()
             engineDir = self.engineDirectory()
             env["PYTHONPATH"] = os.pathsep.join([str(engineDir)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))

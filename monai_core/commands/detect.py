@@ -61,9 +61,6 @@ def detect_from_args(args, progress, pipeline=None) -> dict:
     if args.case_id is not None:
         case_folder_ready(args.output, args.case_id, args.overwrite)
     if pipeline is None:
-        from ..runtime import use_available_cores
-
-        use_available_cores()
         progress("load", 0.0, "loading the models")
         pipeline = TumorSegPipeline(args.bundle or DEFAULT_BUNDLE)
     report = detect_case(

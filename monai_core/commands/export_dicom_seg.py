@@ -39,6 +39,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--series-uid", default=None, help="SeriesInstanceUID, when --source holds several series")
     parser.add_argument("-o", "--output", required=True, type=Path, help="DICOM-SEG file to write")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    parser.add_argument("--low-confidence", action="store_true",
+                        help="mark the result as low confidence (report.json's quality.flagged), as detect --dicom-seg does")
     parser.set_defaults(run=run)
     return parser
 
@@ -54,7 +56,8 @@ def run(args) -> int:
     check_same_grid(mask_image, series.image, args.mask)
     mask = sitk.GetArrayFromImage(mask_image)  # (z, y, x), the order of the series image
     name, version = bundle_identity()
-    write_dicom_seg(mask, series.datasets, args.output, name, version, overwrite=args.overwrite)
+    write_dicom_seg(mask, series.datasets, args.output, name, version, overwrite=args.overwrite,
+                    low_confidence=args.low_confidence)
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 

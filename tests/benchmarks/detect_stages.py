@@ -1,7 +1,8 @@
 """Benchmark the whole of ``tumorseg detect`` stage by stage, against a baseline commit and the Buda U-Net.
 
 Two studies: the bundled sample study (TCGA-FG-6692: scanner-space FLAIR, T1 and T1c NIfTI, two
-registrations) and a 36-slice Kaggle stack. Per round, and alternating so that every version sees
+registrations) and a Kaggle stack (by default the repository's 34-slice validation patient
+TCGA_DU_7294, not trained on). Per round, and alternating so that every version sees
 the same machine state:
 
 - in-process: ``detect_case`` in a child process whose pipeline is already loaded and warmed up,
@@ -41,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "tests" / "data" / "TCGA-FG-6692"
 SAMPLE_ARGS = ["--flair", str(SAMPLE / "flair.nii.gz"), "--t1", str(SAMPLE / "t1.nii.gz"), "--t1c", str(SAMPLE / "t1c.nii.gz"),
                "--case-id", "TCGA-FG-6692"]
-KAGGLE_36 = Path("/work/data/kaggle_3m/TCGA_DU_5854_19951104")  # a development patient with 36 slices
+KAGGLE_STACK = ROOT / "tests" / "data" / "validation" / "TCGA_DU_7294_19890104"  # 34 slices, a fold-0 validation patient
 STAGES = ("read", "register", "checks", "classify", "segment", "confidence", "map back", "write")
 
 # Installed in a child process before monai_core runs: wraps the functions of each stage where the
@@ -139,7 +140,9 @@ install()
 from monai_core.cli import main
 code = main(sys.argv[1:])
 with open(os.environ["DETECT_STAGES_OUT"], "w") as out:
-    json.dump({"stages": take(), "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}, out)
+    import torch
+    json.dump({"stages": take(), "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+               "threads": torch.get_num_threads()}, out)
 sys.exit(code)
 """
 
@@ -170,6 +173,16 @@ def extract(rev: str, where: Path) -> Path:
     return where
 
 
+def _pinned(threads: int):
+    """A preexec_fn that runs the child on ``threads`` cores, as ``taskset`` would.
+
+    With OMP_NUM_THREADS, this gives every version the same thread count, whether it keeps torch's
+    own count (this checkout) or sets one per available core (0.3.0's CLI did).
+    """
+    cores = set(sorted(os.sched_getaffinity(0))[:threads])
+    return lambda: os.sched_setaffinity(0, cores)
+
+
 def _env(checkout: Path, threads: int) -> dict:
     env = {"PYTHONPATH": str(checkout), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -179,14 +192,16 @@ def _env(checkout: Path, threads: int) -> dict:
 
 def in_process(checkout: Path, study: dict, repeats: int, threads: int) -> dict:
     result = subprocess.run([sys.executable, "-c", IN_PROCESS, json.dumps(study), str(repeats), str(threads)],
-                            cwd=checkout, env=_env(checkout, threads), check=True, capture_output=True, text=True)
+                            cwd=checkout, env=_env(checkout, threads), check=True, capture_output=True, text=True,
+                            preexec_fn=_pinned(threads))
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def run_child(command: list[str], cwd: Path, env: dict) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of one child process, its own ru_maxrss from wait4."""
+def run_child(command: list[str], cwd: Path, env: dict, threads: int) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of one child process on ``threads`` cores, its own ru_maxrss from wait4."""
     start = time.perf_counter()
-    child = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             preexec_fn=_pinned(threads))
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - start
     child.returncode = os.waitstatus_to_exitcode(status)
@@ -199,14 +214,17 @@ def run_child(command: list[str], cwd: Path, env: dict) -> tuple[float, float]:
 def cold(checkout: Path, cli_args: list[str], out: Path, threads: int) -> dict:
     env = {**_env(checkout, threads), "DETECT_STAGES_OUT": str(out / "stages.json")}
     command = [sys.executable, "-c", COLD, "detect", *cli_args, "-o", str(out), "--overwrite", "--progress", "none"]
-    wall, rss = run_child(command, checkout, env)
-    stages = json.loads((out / "stages.json").read_text())["stages"]
+    wall, rss = run_child(command, checkout, env, threads)
+    recorded = json.loads((out / "stages.json").read_text())
+    if recorded["threads"] != threads:
+        raise RuntimeError(f"{checkout}: the cold detect ran with {recorded['threads']} torch threads, not {threads}")
+    stages = recorded["stages"]
     return {"total": wall, **stages, "start-up and rest": wall - sum(stages.values()), "peak_mb": rss}
 
 
 def buda_cold(case: Path, threads: int) -> float:
     return run_child([sys.executable, "-c", BUDA, str(case), str(Path(__file__).parent), str(threads)], ROOT,
-                     _env(ROOT, threads))[0]
+                     _env(ROOT, threads), threads)[0]
 
 
 def gflop_per_slice() -> dict[str, float]:
@@ -267,9 +285,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds; medians are printed")
     parser.add_argument("--repeats", type=int, default=3, help="in-process detect runs per round (median taken)")
     parser.add_argument("--baseline", default="3778206", help="git revision to compare against (default: release 0.3.0)")
-    parser.add_argument("--kaggle", type=Path, default=KAGGLE_36, help="a Kaggle-layout case folder (36 slices)")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--kaggle", type=Path, default=KAGGLE_STACK, help="a Kaggle-layout case folder (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                        help="torch threads and cores for every version and the U-Net (default: the cores available)")
     args = parser.parse_args()
+    if not 1 <= args.threads <= len(os.sched_getaffinity(0)):
+        parser.error(f"--threads must be between 1 and the {len(os.sched_getaffinity(0))} cores available")
     if not args.kaggle.is_dir():
         parser.error(f"{args.kaggle}: no such Kaggle case folder (give one with --kaggle)")
     studies = {

@@ -110,7 +110,7 @@ class CompareView:
         if dates and len(dates) != 2:
             slicer.util.errorDisplay("Give two dates (prior, current) as YYYY-MM-DD, or none.", windowTitle="TumorSeg")
             return
-        if not self.widget.ensureDependencies():
+        if not self.widget.ensureDependencies(then=self.onCompare):  # an install runs first, then this compare
             return
         self._setRunning(True)
         try:

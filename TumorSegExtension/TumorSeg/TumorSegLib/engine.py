@@ -10,7 +10,7 @@ and kept as the log of the run.
 - :class:`Engine` starts the process, keeps it between requests, and starts a new one when a
   request finds it ended (after a cancel or a crash).
 - :class:`EngineRun` is one request: the caller pumps its output (from a Qt timer or a loop),
-  and cancelling it ends the engine's whole process tree.
+  and cancelling it ends the engine's whole process tree at once (a background thread reaps it).
 - :func:`sharedEngine` is the one warm engine of a Slicer session, used by every TumorSegLogic.
 
 No Slicer or Qt here: the caller drives :meth:`EngineRun.pump`.
@@ -51,6 +51,15 @@ def _readLines(stream, lines):
     stream.close()
 
 
+def _reap(process, reader):
+    """Reaper thread: end a killed engine's process tree (Windows: taskkill) and wait for it and its reader."""
+    if os.name == "nt" and process.poll() is None:
+        subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True)
+    process.wait()
+    if reader is not None:
+        reader.join()
+
+
 def _parseEvent(line):
     """The JSON object on a line, or None for text."""
     if not line.startswith("{"):
@@ -82,6 +91,7 @@ class Engine:
         self.starts = 0  # processes started
         self.modelLoads = 0  # "ready" events: times the models were loaded
         self.lastAnswer = None
+        self.reapers = []  # threads waiting for killed engine processes to end
 
     @property
     def pid(self):
@@ -149,30 +159,31 @@ class Engine:
         self.run = EngineRun(self, tempDir, caseDir)
         return self.run
 
-    def kill(self):
-        """End the process and all its children at once (cancel); the next request starts a new one."""
-        process = self.process
+    def kill(self, process=None):
+        """End the process and all its children (cancel), without waiting for them.
+
+        The process is detached at once, so the next request starts a new engine, and its whole
+        process group is killed; a background thread then waits for it (and its output reader) to
+        end, so that no zombie is left and the caller (Slicer's GUI thread) never blocks.
+
+        :param process: kill only if this is still the engine's process (None: whatever it runs now).
+        """
+        if process is not None and process is not self.process:
+            return
+        process, reader = self.process, self.reader
         self.run = None
+        self._close()
+        self.process = self.lines = self.reader = None
         if process is None:
             return
-        if process.poll() is None:
-            if os.name == "nt":
-                subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True)
-            else:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pass
         if os.name != "nt":
-            # Children (data loader workers) may outlive the leader: end the group in every case.
+            # SIGKILL to the whole group (data loader workers included) while the leader is not yet
+            # reaped, so the group id cannot have been reused
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        if self.reader is not None:
-            self.reader.join(timeout=5)
-        self._close()
+        reaper = threading.Thread(target=_reap, args=(process, reader), name="TumorSeg engine reaper", daemon=True)
+        reaper.start()
+        self.reapers.append(reaper)
 
     def stop(self, timeout=5.0):
         """Let the engine end on its own (end of file on its stdin), else end it."""
@@ -261,8 +272,8 @@ class EngineRun:
             logging.info(f"monai_core: {line}")
 
     def kill(self):
-        """End the engine (and with it this run)."""
-        self.engine.kill()
+        """End the engine (and with it this run); returns at once, the process is reaped in the background."""
+        self.engine.kill(self.process)
 
     def cancel(self):
         self.cancelled = True
@@ -274,7 +285,7 @@ class EngineRun:
     def release(self):
         """The run is over: the engine takes requests again, or ends if it was for this request only."""
         if not self.answered() and self.process.poll() is None:
-            self.engine.kill()  # stopped part-way (an exception in a callback): its state is unknown
+            self.engine.kill(self.process)  # stopped part-way (an exception in a callback): its state is unknown
         if self.engine.run is self:
             self.engine.run = None
         if not self.engine.keepAlive:

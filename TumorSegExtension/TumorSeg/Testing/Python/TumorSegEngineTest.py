@@ -16,7 +16,7 @@ class TumorSegEngineTest(unittest.TestCase):
             self.assertTrue((self.engineDir / relativePath).is_file(), f"{relativePath} is missing from {self.engineDir}")
 
     def test_DetectCommandStarts(self):
-        if self.logic.pythonVersionProblem() or self.logic.missingRequirements():
+        if self.logic.slicerVersionProblem() or self.logic.missingRequirements():
             self.skipTest("the engine's Python packages are not installed in this Slicer")
         result = subprocess.run(
             [self.logic.pythonExecutable(), "-m", "monai_core", "detect", "--help"],
