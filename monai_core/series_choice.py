@@ -32,9 +32,9 @@ __all__ = ["ROLES", "LEAVE_OUT", "NAME_PATTERNS", "LIKE_THE_FLAIR", "FLAIR_PREFE
 
 ROLES = ("flair", "t1", "t1c")
 ROLE_OPTIONS = {"flair": "--flair-series", "t1": "--t1-series", "t1c": "--t1c-series"}
+LABELS = {"flair": "FLAIR", "t1": "a pre-contrast T1", "t1c": "a post-contrast T1"}
 # MR Image, Enhanced MR Image and Legacy Converted Enhanced MR Image Storage: pictures, not spectra
 MR_IMAGE_STORAGE = {"1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.4.1", "1.2.840.10008.5.1.4.1.1.4.4"}
-ORIENTATION_DEGREES = 10.0  # slice normals closer than this are "the same orientation"
 SAME_TIME_S = 1.0  # same-named series starting this close are two reconstructions of one acquisition
 
 
@@ -70,9 +70,9 @@ LEAVE_OUT: tuple[LeaveOut, ...] = (
     LeaveOut("diffusion", lambda s: s.diffusion or bool({"DIFFUSION", "ADC", "TRACEW", "FA"} & set(s.image_type))
              or _named(r"dwi|diff|dti|tensor|trace|" + _word("adc") + r"|(?<![a-z])b[\s_=-]?\d{3,4}(?![0-9])")(s)),
     LeaveOut("susceptibility-weighted (SWI)", _named(r"swi|swan|suscept|minip|venobold|" + _word("pha(se)?"))),
+    LeaveOut("functional (BOLD fMRI)", _named(r"bold|fmri|resting")),
     LeaveOut("perfusion", lambda s: s.temporal_positions > 1 or "PERFUSION" in s.image_type
              or _named(r"perf|dsc|dce|pcasl|rcbv|bolus|dynamic|" + "|".join(map(_word, ("p?asl", "cbf", "cbv", "mtt", "ttp", "dyn"))))(s)),
-    LeaveOut("functional (BOLD fMRI)", _named(r"bold|fmri|resting")),
 )
 
 _T1_WORD = r"(?<![a-z0-9])t1(?![0-9])"  # "T1", "AX_T1_POST", "T1W", not "T10"
@@ -84,13 +84,6 @@ NAME_PATTERNS: dict[str, str] = {
     "post": r"post|\+|(?<![a-z])gd(?![a-z])|gad|contrast|(?<![a-z])ce(?![a-z])",  # "+C", "C+", "Gd", "CE"
     "pre": r"(?<![a-z])pre(?![a-z])|precontrast|non[\s_-]?contrast|without",
 }
-
-
-def _angle(a, b) -> float | None:
-    """Degrees between two slice normals (direction ignored), or None when one is unknown."""
-    if a is None or b is None:
-        return None
-    return float(np.degrees(np.arccos(min(1.0, abs(float(np.dot(a, b)))))))
 
 
 def _plane(normal) -> str:
@@ -114,12 +107,14 @@ class Prefer:
 
 
 FLAIR_PREFERENCE: tuple[Prefer, ...] = (
-    Prefer("an axial acquisition, as the training slices were", lambda s, _: _plane(s.normal) == "axial"),
+    Prefer("the axial orientation of the training slices", lambda s, _: _plane(s.normal) == "axial"),
 )
-# Tried in order, each only among the candidates the one before kept.
+# Tried in order, each only among the candidates the one before kept. "Orientation" is the plane
+# (axial, coronal, sagittal) closest to the slices: the FLAIR and T1 of one session may be angled
+# differently (13 degrees in TCGA-FG-6692) and still be one plane to a reader.
 LIKE_THE_FLAIR: tuple[Prefer, ...] = (
     Prefer("the FLAIR's frame of reference", lambda s, f: bool(s.frame_of_reference) and s.frame_of_reference == f.frame_of_reference),
-    Prefer("the FLAIR's orientation", lambda s, f: (_angle(s.normal, f.normal) or 180.0) <= ORIENTATION_DEGREES),
+    Prefer("the FLAIR's orientation", lambda s, f: s.normal is not None and _plane(s.normal) == _plane(f.normal)),
     Prefer("the FLAIR's acquisition type (2D or 3D)", lambda s, f: bool(s.acquisition) and s.acquisition == f.acquisition),
 )
 
@@ -178,11 +173,6 @@ class StudyChoice:
             lines.append("not used: " + "; ".join(f"{s.label()} ({reason})" for s, reason in self.not_used))
         return lines
 
-    def summary(self) -> str:
-        """"flair=701 'T2W_FLAIR_TRA' <uid>; t1=...": the chosen series for a summary table."""
-        return "; ".join(f"{role}={c.series.label()} {c.series.series_uid}" if c.series else f"{role}=none"
-                         for role, c in self.roles.items())
-
 
 def series_role(description: str, protocol: str = "", patterns=None) -> str | None:
     """"flair", "t1c", "t1" or None for a series with this SeriesDescription and ProtocolName, by name alone."""
@@ -217,8 +207,13 @@ def choose_among(series: list[SeriesInfo], root: Path, overrides: dict | None = 
     patterns = {**NAME_PATTERNS, **(patterns or {})}
     if not [s for s in series if s.modality in ("MR", "")]:
         raise InputError(root, "no DICOM MR series found")
+    studies = sorted({s.study_uid for s in series})
+    if len(studies) > 1:  # a FLAIR of one visit and a T1 of another would be registered as one study
+        raise InputError(root, f"holds series of {len(studies)} studies ({', '.join(studies[:5])}); give one study, "
+                         f"or give the folder to tumorseg batch, which takes each study as a case")
     left_out = {s.series_uid: next((r.reason for r in LEAVE_OUT if r.applies(s)), None) for s in series}
     roles = _overrides(root, series, overrides or {})
+    dropped: dict[SeriesInfo, str] = {}  # candidates a preference set aside, and why
     taken = {c.series.series_uid for c in roles.values()}
     usable = [s for s in series if left_out[s.series_uid] is None and s.series_uid not in taken]
     by_name = {s.series_uid: _role_by_name(s, patterns) for s in usable}
@@ -229,22 +224,22 @@ def choose_among(series: list[SeriesInfo], root: Path, overrides: dict | None = 
             note = "; left out: " + "; ".join(f"{s.summary()} ({left_out[s.series_uid]})" for s in named) if named else ""
             raise AmbiguousSeries(root, "flair", usable + named, f"no FLAIR series found among: {listing(usable or series)}"
                                   f"{note}; choose one with --flair-series UID")
-        roles["flair"] = _one(root, "flair", candidates, FLAIR_PREFERENCE, None)
+        roles["flair"] = _one(root, "flair", candidates, FLAIR_PREFERENCE, None, dropped)
     flair = roles["flair"].series
     t1s = [s for s in usable if by_name[s.series_uid] == "t1" and s is not flair]
     post, pre = _split_by_contrast(t1s, patterns)
     if "t1c" not in roles and post:
-        roles["t1c"] = _one(root, "t1c", [s for s, _ in post], LIKE_THE_FLAIR, flair, dict(post))
+        roles["t1c"] = _one(root, "t1c", [s for s, _ in post], LIKE_THE_FLAIR, flair, dropped, dict(post))
     pre = [s for s in pre if s not in {c.series for c in roles.values()}]
     if "t1" not in roles and "t1c" not in roles:
-        roles.update(_pair(pre, flair) or {})
+        roles.update(_pair(pre, flair, dropped) or {})
     if "t1" not in roles:
-        roles["t1"] = _one(root, "t1", pre, LIKE_THE_FLAIR, flair)
+        roles["t1"] = _one(root, "t1", pre, LIKE_THE_FLAIR, flair, dropped)
     for role in ROLES:
         if roles.get(role) is None:
-            roles[role] = Choice(None, f"no series looks like {role.upper()}; replaced by FLAIR")
+            roles[role] = Choice(None, f"no series looks like {LABELS[role]}; replaced by FLAIR")
     chosen = {c.series.series_uid for c in roles.values() if c.series}
-    not_used = [(s, left_out[s.series_uid] or _why_not(s, by_name.get(s.series_uid), roles))
+    not_used = [(s, left_out[s.series_uid] or _why_not(s, by_name.get(s.series_uid), roles, dropped))
                 for s in series if s.series_uid not in chosen]
     return StudyChoice(root, {role: roles[role] for role in ROLES}, not_used)
 
@@ -284,13 +279,13 @@ def _split_by_contrast(t1s: list[SeriesInfo], patterns: dict) -> tuple[list[tupl
     return post, pre
 
 
-def _pair(pre: list[SeriesInfo], flair: SeriesInfo) -> dict[str, Choice] | None:
+def _pair(pre: list[SeriesInfo], flair: SeriesInfo, dropped: dict) -> dict[str, Choice] | None:
     """A same-named pair of T1s, with no T1 marked post-contrast: the earlier pre-, the later post-contrast.
 
     Philips names both alike and may write no contrast tags. Only among the T1s most like the
     FLAIR, and only two acquisitions at different times (not two reconstructions of one).
     """
-    kept, notes = _narrow(pre, LIKE_THE_FLAIR, flair)
+    kept, notes = _narrow(pre, LIKE_THE_FLAIR, flair, dropped)
     groups: dict[str, list[SeriesInfo]] = {}
     for s in kept:
         groups.setdefault(_name_key(s), []).append(s)
@@ -304,7 +299,8 @@ def _pair(pre: list[SeriesInfo], flair: SeriesInfo) -> dict[str, Choice] | None:
             "t1c": Choice(second, _because(second, "the later of two same-named series, taken as post-contrast" + notes))}
 
 
-def _one(root: Path, role: str, candidates: list[SeriesInfo], preferences, reference, why: dict | None = None) -> Choice | None:
+def _one(root: Path, role: str, candidates: list[SeriesInfo], preferences, reference, dropped: dict,
+         why: dict | None = None) -> Choice | None:
     """The one series for ``role`` among ``candidates``, or None when there are none.
 
     Narrowed by ``preferences``; what is left must be one series, or repeats of one name (the
@@ -312,10 +308,11 @@ def _one(root: Path, role: str, candidates: list[SeriesInfo], preferences, refer
     """
     if not candidates:
         return None
-    kept, notes = _narrow(candidates, preferences, reference)
+    kept, notes = _narrow(candidates, preferences, reference, dropped)
     evidence = f" ({why[kept[0]]})" if why and len(kept) == 1 else ""
     if len(kept) == 1:
-        return Choice(kept[0], _because(kept[0], f"the only series that looks like {role.upper()}{evidence}" + notes))
+        what = "the only series" if len(candidates) == 1 else f"of {len(candidates)} series, the one"
+        return Choice(kept[0], _because(kept[0], f"{what} that looks like {LABELS[role]}{evidence}" + notes))
     ordered = _acquisition_order(kept) if len({_name_key(s) for s in kept}) == 1 else None
     if ordered is None:
         raise AmbiguousSeries(root, role, kept, f"several series look like {role.upper()}: {listing(kept)}; "
@@ -323,17 +320,21 @@ def _one(root: Path, role: str, candidates: list[SeriesInfo], preferences, refer
     return Choice(ordered[0], _because(ordered[0], f"the earliest of {len(ordered)} same-named series" + notes))
 
 
-def _narrow(candidates: list[SeriesInfo], preferences, reference) -> tuple[list[SeriesInfo], str]:
-    """The candidates left after each preference that some but not all of them meet, and what it decided."""
+def _narrow(candidates: list[SeriesInfo], preferences, reference, dropped: dict | None = None) -> tuple[list[SeriesInfo], str]:
+    """The candidates left after each preference that some but not all of them meet, and what it decided.
+
+    ``dropped`` (if given) receives, for each candidate set aside, the preference it lacked.
+    """
     kept, notes = list(candidates), ""
     for preference in preferences:
         meet = [s for s in kept if preference.holds(s, reference)]
         if meet and len(meet) < len(kept):
-            dropped = [s for s in kept if s not in meet]
-            shown = ", ".join(f"{s.label()} ({geometry(s)})" for s in dropped)
-            notes += f"; preferred over {shown}: {preference.what}"
-            if reference is not None:
-                notes += f" ({geometry(reference)})"
+            lacking = [s for s in kept if s not in meet]
+            what = preference.what + (f" ({geometry(reference)})" if reference is not None else "")
+            shown = ", ".join(f"{s.label()} ({geometry(s)})" for s in lacking)
+            notes += f"; preferred over {shown}, which {'lacks' if len(lacking) == 1 else 'lack'} {what}"
+            for s in lacking:
+                (dropped if dropped is not None else {})[s] = f"lacks {what}"
             kept = meet
     return kept, notes
 
@@ -350,12 +351,13 @@ def _acquisition_order(candidates: list[SeriesInfo]) -> list[SeriesInfo] | None:
     return [s for _, s in sorted(zip(keys, candidates), key=lambda pair: pair[0])]
 
 
-def _why_not(s: SeriesInfo, role: str | None, roles: dict[str, Choice]) -> str:
+def _why_not(s: SeriesInfo, role: str | None, roles: dict[str, Choice], dropped: dict) -> str:
+    """Why a FLAIR- or T1-named series was not chosen: the preference it lacked, or a repeat."""
     if role is None:
         return "neither a FLAIR nor a T1 by its name"
-    if role == "flair":
-        return f"another FLAIR; {roles['flair'].series.label()} was chosen"
-    return "another T1; " + ", ".join(f"{r}: {c.series.label()}" for r, c in roles.items() if c.series and r != "flair") + " chosen"
+    taken = [f"{r}: {c.series.label()}" for r, c in roles.items() if c.series and (r == "flair") == (role == "flair")]
+    why = dropped.get(s, f"another {'FLAIR' if role == 'flair' else 'T1'}")
+    return f"{why}; chosen {', '.join(taken)}" if taken else why
 
 
 def _because(info: SeriesInfo, why: str) -> str:

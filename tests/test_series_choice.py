@@ -57,7 +57,7 @@ def test_with_a_named_t1c_the_earliest_same_named_t1_is_taken(tmp_path):
     chosen = choose_series(tmp_path)
     assert (chosen["t1"].series_uid, chosen["t1c"].series_uid) == (pre, post)
     assert chosen.roles["t1"].reason == "description 'T1W_SE', series 3: the earliest of 2 same-named series"
-    assert chosen.roles["t1c"].reason == "description 'T1W_SE +C', series 6: the only series that looks like T1C (post-contrast by its name)"
+    assert chosen.roles["t1c"].reason == "description 'T1W_SE +C', series 6: the only series that looks like a post-contrast T1 (post-contrast by its name)"
 
 
 def test_series_choice_records_overrides_and_missing_roles(tmp_path):
@@ -67,4 +67,4 @@ def test_series_choice_records_overrides_and_missing_roles(tmp_path):
     assert choice["flair"] == {"series_uid": sagittal, "series_number": 4, "description": "SAG FLAIR",
                                "reason": "description 'SAG FLAIR', series 4: given with --flair-series"}
     assert choice["t1"] == {"series_uid": None, "series_number": None, "description": None,
-                            "reason": "no series looks like T1; replaced by FLAIR"}
+                            "reason": "no series looks like a pre-contrast T1; replaced by FLAIR"}

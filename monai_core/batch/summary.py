@@ -12,12 +12,12 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["FIELDS", "Summary", "completed_report", "ok_row", "failed_row", "skipped_row", "one_line", "sequences_used"]
+__all__ = ["FIELDS", "Summary", "completed_report", "ok_row", "failed_row", "skipped_row", "one_line", "sequences_used", "series_chosen"]
 
 # new columns go at the end, so that readers that index columns by position keep working
 FIELDS = (
     "case_id", "status", "tumor_detected", "tumor_volume_ml", "positive_slices", "seconds", "error", "sequences",
-    "confidence", "flagged", "warnings",
+    "confidence", "flagged", "warnings", "series",
 )
 REPORT_KEYS = ("case_id", "tumor_detected", "tumor_volume_ml", "slices")
 _UMASK = os.umask(0o022)
@@ -31,9 +31,10 @@ def one_line(error: BaseException | str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _row(case_id: str, status: str, report: dict | None = None, seconds: float | None = None, error: str = "") -> dict:
+def _row(case_id: str, status: str, report: dict | None = None, seconds: float | None = None, error: str = "",
+         series: str = "") -> dict:
     row = dict.fromkeys(FIELDS, "")
-    row.update(case_id=case_id, status=status, error=error)
+    row.update(case_id=case_id, status=status, error=error, series=series)
     if seconds is not None:
         row["seconds"] = f"{seconds:.2f}"
     if report is not None:
@@ -48,7 +49,23 @@ def _row(case_id: str, status: str, report: dict | None = None, seconds: float |
         if "flagged" in quality:
             row["flagged"] = "true" if quality["flagged"] else "false"
         row["warnings"] = ";".join(w["code"] for w in quality.get("warnings", []))
+        row["series"] = series_chosen(report)
     return row
+
+
+def series_chosen(report: dict) -> str:
+    """``flair=701 'T2W_FLAIR_TRA' 1.2.3...; t1=...; t1c=none`` for a DICOM study whose series were chosen, else ''.
+
+    From report.json's ``inputs.series_choice``, so that a skipped case shows the same as when it ran.
+    """
+    choice = (report.get("inputs") or {}).get("series_choice") or {}
+    parts = []
+    for role in ("flair", "t1", "t1c"):
+        entry = choice.get(role)
+        if entry is not None:
+            parts.append(f"{role}={entry['series_number']} {entry['description']!r} {entry['series_uid']}"
+                         if entry.get("series_uid") else f"{role}=none")
+    return "; ".join(parts)
 
 
 def sequences_used(report: dict) -> str:
@@ -66,8 +83,9 @@ def ok_row(case_id: str, report: dict, seconds: float) -> dict:
     return _row(case_id, "ok", report, seconds)
 
 
-def failed_row(case_id: str, error: BaseException | str, seconds: float | None = None) -> dict:
-    return _row(case_id, "failed", seconds=seconds, error=one_line(error))
+def failed_row(case_id: str, error: BaseException | str, seconds: float | None = None, series: str = "") -> dict:
+    """A failed case; ``series`` lists the candidates when its series could not be chosen."""
+    return _row(case_id, "failed", seconds=seconds, error=one_line(error), series=one_line(series, limit=4000))
 
 
 def skipped_row(case_id: str, report: dict) -> dict:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..series_choice import AmbiguousSeries
 from .cases import Case
 from .summary import failed_row, ok_row
 
@@ -106,16 +107,26 @@ class CaseProcessor:
             start = time.perf_counter()
             report = self._finish(case, study, timing)
             return ok_row(case.case_id, report, read_s + time.perf_counter() - start)
+        except AmbiguousSeries as error:  # the candidates go into the summary, for the operator to choose
+            return failed_row(case.case_id, error, time.perf_counter() - started, series=error.candidates_text())
         except InputError as error:
             return failed_row(case.case_id, error, time.perf_counter() - started)
         except Exception as error:  # noqa: BLE001 - one broken case must not stop the batch
             return failed_row(case.case_id, f"{type(error).__name__}: {error}", time.perf_counter() - started)
 
     def _read(self, case: Case):
-        """Reading and preprocessing: :func:`monai_core.detect.read_case`, timed on its own."""
+        """Reading and preprocessing: :func:`monai_core.detect.read_case`, timed on its own.
+
+        A whole DICOM study first gets its series chosen, as ``detect --study`` does.
+        """
         from ..detect import read_case
+        from ..series_choice import choose_series
 
         start = time.perf_counter()
+        uids = case.series_uids()
+        choice = None
+        if case.study:
+            choice = choose_series(list(case.files) or case.study, **uids)
         study, timing = read_case(
             self.settings.out_root,
             kaggle_dir=case.kaggle_dir,
@@ -125,6 +136,8 @@ class CaseProcessor:
             case_id=case.case_id,
             dicom_seg=self._dicom_seg(case),
             overwrite=self.settings.overwrite,
+            series_uids=None if case.study else uids or None,
+            choice=choice,
         )
         return study, timing, time.perf_counter() - start
 
@@ -138,7 +151,7 @@ class CaseProcessor:
         )
 
     def _dicom_seg(self, case: Case) -> bool:
-        return self.settings.dicom_seg and case.flair is not None and Path(case.flair).is_dir()
+        return self.settings.dicom_seg and (case.study is not None or (case.flair is not None and Path(case.flair).is_dir()))
 
 
 def _in_thread(function, *args) -> Future:
