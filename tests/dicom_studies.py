@@ -5,7 +5,7 @@ with pydicom; the pixels are the real TCGA-FG-6692 volumes (``tests/data/TCGA-FG
 where a series needs another geometry. :func:`philips_study` builds the issue's 19-series study:
 localizers, diffusion and its derived registrations, SWI, BOLD, perfusion, two same-named FLAIRs,
 a same-named pre/post-contrast T1 pair, a 200-slice 3D coronal T1, 3D isotropic T1s and their
-reformats, and T2 TSE series. Only the FLAIR (701), T1 (901) and T1c (1201) hold a whole volume;
+reformats, and T2 TSE series. Only the FLAIR (701), T1 (901), T1c (1201) and axial T2 (301) hold a whole volume;
 the other series are a few slices (small matrices), which is all the series choice reads.
 """
 
@@ -92,7 +92,7 @@ def philips_study(root: Path, contrast_tags: bool = False, flair: bool = True, f
 
     ``contrast_tags``: ContrastBolusAgent on the series after the injection (else on none, as the
     issue's scanner wrote it). ``flair=False`` leaves both FLAIRs out (an ambiguous study).
-    ``full=False`` writes only the first 3 slices of the FLAIR, T1 and T1c (for header-only tests).
+    ``full=False`` writes only 3 slices of the FLAIR, T1, T1c and axial T2 (for header-only tests).
     """
     study = new_study()
     t1, t1c, flair_volume, t2 = volume("t1"), volume("t1c"), volume("flair"), volume("t2")
@@ -107,7 +107,7 @@ def philips_study(root: Path, contrast_tags: bool = False, flair: bool = True, f
     add(101, "Survey", regrid(t1, AXIAL, **small), time="090000",
         orientations=[AXIAL, SAGITTAL, CORONAL])  # Philips names the three-plane localizer "Survey"
     add(201, "SmartBrain", regrid(t1, SAGITTAL, **small), time="090100", image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"))
-    add(301, "T2W_TSE_TRA", t2[:, :, 10:13], time="091000")
+    add(301, "T2W_TSE_TRA", whole(t2), time="091000")
     add(401, "DWI_TRA", regrid(t2, AXIAL, **small), time="091500", tags={"DiffusionBValue": 1000})
     add(402, "dReg - DWI_TRA", regrid(t2, AXIAL, **small), time="091500", image_type=("DERIVED", "SECONDARY"))
     add(403, "dADC - DWI_TRA", regrid(t2, AXIAL, **small), time="091500", image_type=("DERIVED", "PRIMARY", "ADC"))
