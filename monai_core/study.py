@@ -145,7 +145,7 @@ def load_volumes(
         channels[name] = intensity_window(to_model_space(image, grid, transform))
     timing["register_s"] = time.perf_counter() - start
     warnings = geometry_warnings(flair_image)
-    warnings += sequence_warnings(channels, registration, sitk.GetArrayViewFromImage(flair_image))
+    warnings += sequence_warnings(channels, registration, flair_image)
     # a missing sequence is replaced by FLAIR, as in the training data
     stack = np.stack([channels.get("t1", flair_channel), flair_channel, channels.get("t1c", flair_channel)], axis=1)
     # absolute (links kept as given), so that tumorseg compare finds the FLAIR again from any working folder
