@@ -55,7 +55,7 @@ def detect_from_args(args, progress, pipeline=None) -> dict:
     _check_paths(args.output, args.case_dir, args.flair, args.t1, args.t1c, args.study)  # before the slow model load
     if args.dicom_sr:
         _check_dicom_sr(args)
-    choice = _study_choice(args) if args.study is not None else None
+    choice = _study_choice(args, progress) if args.study is not None else None
     if args.case_id is not None:
         case_folder_ready(args.output, args.case_id, args.overwrite)
     if pipeline is None:
@@ -135,7 +135,7 @@ def _check_dicom_sr(args) -> None:
         raise InputError(args.flair or args.case_dir, "--dicom-sr needs the FLAIR as a DICOM series folder")
 
 
-def _study_choice(args):
+def _study_choice(args, progress):
     """The FLAIR, T1 and T1c series of a DICOM study folder (monai_core.series_choice), said on stderr.
 
     One line per role says which series was taken and why, and one line lists the series not
@@ -145,5 +145,8 @@ def _study_choice(args):
 
     choice = choose_series(args.study, flair=args.flair_series, t1=args.t1_series, t1c=args.t1c_series)
     for line in choice.lines():
-        print(f"tumorseg: {line}", file=sys.stderr)
+        if getattr(args, "progress", "text") == "json":  # stderr carries JSON lines only
+            progress("series", 0.0, line)
+        else:
+            print(f"tumorseg: {line}", file=sys.stderr)
     return choice
