@@ -109,10 +109,13 @@ def compare_cases(
     case_id: str | None = None,
     dates: tuple[date, date] | None = None,
     overwrite: bool = False,
+    dicom_sr: bool = False,
 ) -> dict:
     """Compare two detect case folders and write ``out_root/<case_id>/``; returns change.json's content.
 
-    ``dates`` (baseline, follow-up) are used when a report has no DICOM StudyDate.
+    ``dates`` (baseline, follow-up) are used when a report has no DICOM StudyDate. ``dicom_sr`` adds
+    change_report.dcm (:mod:`monai_core.change_sr`), which needs both studies detected from DICOM
+    with ``--dicom-seg``; that is checked before the registration.
     """
     started = time.perf_counter()
     before, after = read_case_folder(baseline, "baseline"), read_case_folder(followup, "follow-up")
@@ -127,13 +130,15 @@ def compare_cases(
         raise InputError(after.path, f"the follow-up ({date_after}) is dated before the baseline ({date_before}); "
                          "give the earlier study first")
 
+    m_before, m_after = measure(before.segmentation), measure(after.segmentation)
+    evidence = _sr_evidence(before, after, m_before, m_after) if dicom_sr else None
+
     start = time.perf_counter()
     transform = _register(before, after)
     register_s = time.perf_counter() - start
     followup_on_baseline = _resample_mask(after.segmentation, before.segmentation, transform)
     labelmap = change_labelmap(before.segmentation, followup_on_baseline)
 
-    m_before, m_after = measure(before.segmentation), measure(after.segmentation)
     registration = _registration_entry(before, after, transform)
     change = {
         "case_id": case_id,
@@ -156,9 +161,34 @@ def compare_cases(
         write_change_seg_nrrd(labelmap, folder / "change.seg.nrrd")
         followup_flair = sitk.Resample(after.flair, before.flair, transform, sitk.sitkLinear, 0.0)
         change["overlay_slices"] = write_change_overlay(before.flair, followup_flair, labelmap, folder / "overlay.png")
+        if evidence is not None:
+            change["dicom_sr"] = _write_sr(change, evidence, before, after, folder)
         change["timing_s"] = {"register_s": round(register_s, 3), "total_s": round(time.perf_counter() - started, 3)}
         write_json_atomic(folder / "change.json", change)  # last: its presence marks the comparison complete
     return change
+
+
+def _sr_evidence(before: CaseFolder, after: CaseFolder, m_before: dict, m_after: dict):
+    """Both studies' FLAIR series and SEGs for the DICOM SR, checked before any work (see monai_core.change_sr)."""
+    from .change_sr import check_same_patient, study_evidence
+
+    evidence = tuple(study_evidence(case.path, case.report, role, bool(m["volume_ml"]))
+                     for case, role, m in ((before, "baseline", m_before), (after, "follow-up", m_after)))
+    check_same_patient(*evidence, after.path)
+    return evidence
+
+
+def _write_sr(change: dict, evidence, before: CaseFolder, after: CaseFolder, folder: Path) -> dict:
+    """change_report.dcm, made by the algorithm that made the follow-up's segmentation; flagged if either was."""
+    from .change_sr import CHANGE_SR_FILE, write_change_report
+    from .dicom_seg import bundle_identity
+
+    name, version = bundle_identity()
+    identity = after.report.get("bundle") or {}
+    flagged = any((case.report.get("quality") or {}).get("flagged") for case in (before, after))
+    write_change_report(change, *evidence, folder / CHANGE_SR_FILE, identity.get("name") or name,
+                        identity.get("version") or version, low_confidence=flagged)
+    return {"written": True, "file": CHANGE_SR_FILE}
 
 
 def study_date(case: CaseFolder, given: date | None) -> tuple[date | None, str | None]:

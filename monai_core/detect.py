@@ -25,7 +25,7 @@ from .study import Study, is_kaggle_case, load_kaggle_case, load_volumes
 
 KAGGLE_VOXEL_ML = 0.94 * 0.94 * 5.0 / 1000  # a Kaggle slice stack has no spacing: about 0.94 mm pixels, 5 mm slices
 
-__all__ = ["detect_case", "read_case", "finish_case", "load_study", "build_report", "slices_summary", "quality_summary"]
+__all__ = ["detect_case", "detect_folder", "read_case", "finish_case", "load_study", "build_report", "slices_summary", "quality_summary"]
 
 
 def load_study(
@@ -104,7 +104,7 @@ def build_report(study: Study, prediction, mask, pipeline: TumorSegPipeline, tim
         "thresholds": {
             "classifier": pipeline.classifier_threshold,
             "mask": pipeline.mask_threshold,
-            "cleanup": {"rule": pipeline.cleanup[0], "parameter": pipeline.cleanup[1]},
+            "cleanup": pipeline.setting.to_config()["cleanup"],
         },
         "measurements": measure(mask),  # null for a Kaggle slice stack: no spacing
         "quality": quality if quality is not None else assess_quality(study, prediction, mask, pipeline),
@@ -143,6 +143,24 @@ def detect_case(
                               choice)
     return finish_case(pipeline, study, timing, out_root, seg_nrrd, overlay, dicom_seg, overwrite, progress,
                        dicom_sr)
+
+
+def detect_folder(pipeline: TumorSegPipeline, dataset_dir: str | Path, output_dir: str | Path, overwrite: bool = False) -> list[dict]:
+    """Detect on a Kaggle-layout case folder, or on every Kaggle-layout case folder inside ``dataset_dir``,
+    writing ``output_dir/<case>/`` as ``tumorseg detect`` does; returns the reports. The entry point of
+    the bundle's ``configs/inference.json`` (``python -m monai.bundle run --config_file
+    bundle/configs/inference.json --dataset_dir CASES --output_dir OUT``); ``tumorseg batch`` is the
+    resumable, parallel way to run many cases."""
+    dataset_dir = Path(dataset_dir)
+    cases = [dataset_dir] if is_kaggle_case(dataset_dir) else sorted(d for d in dataset_dir.iterdir() if is_kaggle_case(d))
+    if not cases:
+        raise InputError(dataset_dir, "holds no Kaggle-layout case folder (<case>_<n>.tif slices)")
+    reports = []
+    for case in cases:
+        report = detect_case(pipeline, output_dir, kaggle_dir=case, overwrite=overwrite)
+        print(f"{report['case_id']}: {slices_summary(report)}; {quality_summary(report['quality'])}", flush=True)
+        reports.append(report)
+    return reports
 
 
 def read_case(

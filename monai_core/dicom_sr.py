@@ -36,7 +36,8 @@ from .dicom_seg import LOW_CONFIDENCE_SUFFIX, SEGMENT_NUMBER, TUMOR_SEGMENT
 from .errors import InputError
 from .outputs import write_atomic
 
-__all__ = ["EmptyMeasurementsError", "MEASUREMENT_CODES", "PRIVATE_SCHEME", "write_measurement_report"]
+__all__ = ["EmptyMeasurementsError", "MEASUREMENT_CODES", "PRIVATE_SCHEME", "write_measurement_report", "read_seg",
+           "observation_context", "measurement_items", "referenced_segment", "enhanced_sr"]
 
 PRIVATE_SCHEME = "99TUMORSEG"
 SR_SERIES_NUMBER = 9902  # after the SEG's 9901, so viewers list the derived series together
@@ -79,7 +80,7 @@ def write_measurement_report(measurements: dict, seg_path, source_datasets, path
     _check_measurements(measurements, path)
     if path.exists() and not overwrite:
         raise InputError(path, "already exists (use --overwrite to replace it)")
-    seg = _read_seg(seg_path)
+    seg = read_seg(seg_path)
     sources = list(source_datasets)
     with warnings.catch_warnings():
         # as for the SEG: the warning quotes the patient's name, keep it out of the log
@@ -98,7 +99,7 @@ def _check_measurements(measurements: dict, path: Path) -> None:
                                      "reference, so no DICOM SR was written")
 
 
-def _read_seg(seg_path) -> pydicom.Dataset:
+def read_seg(seg_path) -> pydicom.Dataset:
     """The written SEG's header, checked to hold the segment the report refers to."""
     seg_path = Path(seg_path)
     if not seg_path.is_file():
@@ -111,34 +112,43 @@ def _read_seg(seg_path) -> pydicom.Dataset:
 
 
 def _report(measurements, seg, sources, algorithm_name, algorithm_version, low_confidence) -> hd.sr.EnhancedSR:
-    """Enhanced SR: the content has no 3D coordinates, and Enhanced SR is the most widely read IOD that fits."""
-    algorithm = hd.sr.AlgorithmIdentification(name=algorithm_name, version=algorithm_version)
     report = hd.sr.MeasurementReport(
-        observation_context=_observation_context(algorithm_name, algorithm_version),
+        observation_context=observation_context(algorithm_name, algorithm_version),
         procedure_reported=codes.LN.BrainMRI,
-        imaging_measurements=[_tumor_group(measurements, seg, algorithm)],
+        imaging_measurements=[_tumor_group(measurements, seg, algorithm_name, algorithm_version)],
         referenced_images=sources,  # the image library (TID 1600)
     )
     suffix = LOW_CONFIDENCE_SUFFIX if low_confidence else ""
+    return enhanced_sr([*sources, seg], report, SR_SERIES_NUMBER, SERIES_DESCRIPTION + suffix, algorithm_name,
+                       algorithm_version)
+
+
+def enhanced_sr(evidence, report, series_number: int, series_description: str, algorithm_name: str,
+                algorithm_version: str) -> hd.sr.EnhancedSR:
+    """The SR document around a TID 1500 ``report``; patient and study come from ``evidence[0]``.
+
+    Enhanced SR: the content has no 3D coordinates, and Enhanced SR is the most widely read IOD that
+    fits. Evidence from another study (a prior) goes to the Pertinent Other Evidence Sequence.
+    """
     return hd.sr.EnhancedSR(
-        evidence=[*sources, seg],  # patient and study come from evidence[0], a source image
+        evidence=evidence,
         content=report,
         series_instance_uid=hd.UID(),
-        series_number=SR_SERIES_NUMBER,
+        series_number=series_number,
         sop_instance_uid=hd.UID(),
         instance_number=1,
         manufacturer="TumorSeg",
         manufacturer_model_name=algorithm_name,
         software_versions=algorithm_version,
         device_serial_number="0",
-        series_description=SERIES_DESCRIPTION + suffix,
+        series_description=series_description,
         is_complete=True,  # every measurement is there; not final nor verified: no person has read it
         coding_schemes=[hd.coding_schemes.CodingSchemeIdentificationItem(
             designator=PRIVATE_SCHEME, name="TumorSeg local codes", responsible_organization="TumorSeg")],
     )
 
 
-def _observation_context(algorithm_name: str, algorithm_version: str) -> hd.sr.ObservationContext:
+def observation_context(algorithm_name: str, algorithm_version: str) -> hd.sr.ObservationContext:
     """The algorithm as the device observer; its UID is derived from name and version, so it is stable."""
     device = hd.sr.DeviceObserverIdentifyingAttributes(
         uid=generate_uid(entropy_srcs=[algorithm_name, algorithm_version]),
@@ -151,8 +161,8 @@ def _observation_context(algorithm_name: str, algorithm_version: str) -> hd.sr.O
                                                       observer_identifying_attributes=device))
 
 
-def _tumor_group(measurements, seg, algorithm) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
-    """TID 1411 for segment 1, tracked with the SEG segment's own tracking identifier and UID."""
+def referenced_segment(seg) -> tuple[hd.sr.ReferencedSegment, pydicom.Dataset]:
+    """Segment 1 of the SEG as an SR reference (with the FLAIR series it was made from), and its description."""
     segment = next(s for s in seg.SegmentSequence if int(s.SegmentNumber) == SEGMENT_NUMBER)
     referenced = hd.sr.ReferencedSegment(
         sop_class_uid=seg.SOPClassUID,
@@ -160,6 +170,23 @@ def _tumor_group(measurements, seg, algorithm) -> hd.sr.VolumetricROIMeasurement
         segment_number=SEGMENT_NUMBER,
         source_series=hd.sr.SourceSeriesForSegmentation(seg.ReferencedSeriesSequence[0].SeriesInstanceUID),
     )
+    return referenced, segment
+
+
+def measurement_items(measurements: dict, algorithm: hd.sr.AlgorithmIdentification) -> list[hd.sr.Measurement]:
+    """TID 300 items for the measurements of report.json that have a value (all of them when there is a tumour)."""
+    return [
+        hd.sr.Measurement(name=name, value=float(measurements[key]), unit=unit, derivation=derivation,
+                          method=method, algorithm_id=algorithm)
+        for key, (name, unit, derivation, method) in MEASUREMENT_CODES.items()
+        if measurements.get(key) is not None
+    ]
+
+
+def _tumor_group(measurements, seg, algorithm_name, algorithm_version):
+    """TID 1411 for segment 1, tracked with the SEG segment's own tracking identifier and UID."""
+    algorithm = hd.sr.AlgorithmIdentification(name=algorithm_name, version=algorithm_version)
+    referenced, segment = referenced_segment(seg)
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=segment.get("TrackingUID") or hd.UID(), identifier=segment.get("TrackingID") or segment.SegmentLabel),
@@ -168,9 +195,5 @@ def _tumor_group(measurements, seg, algorithm) -> hd.sr.VolumetricROIMeasurement
         finding_category=TUMOR_SEGMENT["category"],
         finding_sites=[hd.sr.FindingSite(TUMOR_SEGMENT["anatomic_region"])],
         algorithm_id=algorithm,
-        measurements=[
-            hd.sr.Measurement(name=name, value=float(measurements[key]), unit=unit, derivation=derivation,
-                              method=method, algorithm_id=algorithm)
-            for key, (name, unit, derivation, method) in MEASUREMENT_CODES.items()
-        ],
+        measurements=measurement_items(measurements, algorithm),
     )

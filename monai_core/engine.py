@@ -175,7 +175,8 @@ class Engine:
         from .compare import compare_cases
 
         self.progress("compare", 0.0, "registering the follow-up to the baseline")
-        change = compare_cases(args.baseline, args.followup, args.output, args.case_id, args.dates, args.overwrite)
+        change = compare_cases(args.baseline, args.followup, args.output, args.case_id, args.dates, args.overwrite,
+                               args.dicom_sr)
         self.progress("compare", 1.0, "change written")
         path = Path(args.output) / change["case_id"] / "change.json"
         return {"done": True, "change": str(path), "case_id": change["case_id"]}

@@ -20,10 +20,10 @@ from PIL import Image
 from .data.lgg import find_slices
 from .metrics import dice, summarise
 from .pipeline import TumorSegPipeline
-from .postprocess import clean_up
+from .postprocess import MIRRORED_RULES, MaskSetting, estimate_midline, final_mask
 from .study import load_kaggle_case
 
-__all__ = ["PatientPrediction", "predict_patients", "pipeline_metrics", "choose_thresholds", "write_plots"]
+__all__ = ["PatientPrediction", "predict_patients", "pipeline_metrics", "write_plots"]
 
 
 @dataclass
@@ -36,11 +36,11 @@ class PatientPrediction:
     slice_probability: np.ndarray  # (N,)
     tumour_probability: np.ndarray  # (N, 256, 256), segmenter on every slice
 
-    def mask(self, classifier_threshold: float, mask_threshold: float, cleanup: tuple = ("size", 0.0)) -> np.ndarray:
-        """The final mask at this gate, mask threshold and clean-up ``(rule, parameter)``."""
-        gate = (self.slice_probability >= classifier_threshold)[:, None, None]
-        probability = np.where(gate, self.tumour_probability.astype(np.float32), 0.0)
-        return clean_up(probability, self.slice_probability, mask_threshold, *cleanup)
+    midline: object = None  # monai_core.postprocess.Midline, for the rules that mirror
+
+    def mask(self, setting: MaskSetting) -> np.ndarray:
+        """The final mask at ``setting``, as ``tumorseg detect`` makes it."""
+        return final_mask(self.slice_probability, self.tumour_probability, setting, self.midline)
 
 
 def truth_masks(case_dir: Path) -> np.ndarray:
@@ -56,24 +56,23 @@ def predict_patients(
     for i, patient in enumerate(patients):
         study = load_kaggle_case(Path(dataset_dir) / patient)
         x = torch.from_numpy(study.slices)
-        out.append(
-            PatientPrediction(patient, study.slices, truth_masks(Path(dataset_dir) / patient), pipeline.classify(x), pipeline.segment(x))
-        )
+        midline = estimate_midline(study.slices[:, 1]) if pipeline.setting.rule in MIRRORED_RULES else None
+        out.append(PatientPrediction(patient, study.slices, truth_masks(Path(dataset_dir) / patient), pipeline.classify(x),
+                                     pipeline.segment(x), midline))
         if progress:
             progress("evaluate", (i + 1) / len(patients), patient)
     return out
 
 
-def pipeline_metrics(
-    predictions: list[PatientPrediction], classifier_threshold: float, mask_threshold: float, cleanup: tuple = ("size", 0.0)
-) -> dict:
-    """Per-patient Dice of the gated, cleaned-up pipeline, and slice detection metrics at the threshold."""
-    per_patient = {
-        p.patient: dice(p.mask(classifier_threshold, mask_threshold, cleanup), p.truth) for p in predictions
-    }
+def pipeline_metrics(predictions: list[PatientPrediction], setting: MaskSetting) -> dict:
+    """Per-patient Dice of the final masks at ``setting``, the gate's slice detection metrics, and the
+    final masks' slice sensitivity and specificity ("the slice holds tumour in the final mask")."""
+    masks = {p.patient: p.mask(setting) for p in predictions}
+    per_patient = {p.patient: dice(masks[p.patient], p.truth) for p in predictions}
     scores = np.concatenate([p.slice_probability for p in predictions])
     labels = np.concatenate([p.truth.reshape(len(p.truth), -1).any(1) for p in predictions]).astype(int)
-    predicted = scores >= classifier_threshold
+    in_final = np.concatenate([m.reshape(len(m), -1).any(1) for m in masks.values()])
+    predicted = scores >= setting.classifier_threshold
     tp = int(np.sum(predicted & (labels == 1)))
     tn = int(np.sum(~predicted & (labels == 0)))
     fp = int(np.sum(predicted & (labels == 0)))
@@ -85,33 +84,14 @@ def pipeline_metrics(
         "dice_per_patient": {k: round(v, 4) for k, v in per_patient.items()},
         "dice": summarise(per_patient.values()),
         "slice_auc": auc,
-        "classifier_threshold": classifier_threshold,
-        "mask_threshold": mask_threshold,
-        "cleanup": list(cleanup),
+        "setting": setting.as_dict(),
+        "classifier_threshold": setting.classifier_threshold,
         "sensitivity": tp / max(1, tp + fn),
         "specificity": tn / max(1, tn + fp),
         "confusion_matrix": {"tp": tp, "fn": fn, "fp": fp, "tn": tn},
+        "final_mask_sensitivity": float(in_final[labels == 1].mean()) if labels.any() else None,
+        "final_mask_specificity": float(1 - in_final[labels == 0].mean()) if (labels == 0).any() else None,
     }
-
-
-def choose_thresholds(
-    predictions: list[PatientPrediction],
-    classifier_grid: Iterable[float] = np.round(np.arange(0.05, 0.96, 0.05), 2),
-    mask_grid: Iterable[float] = (0.3, 0.4, 0.5, 0.6, 0.7),
-    fraction_grid: Iterable[float] = (0.0, 0.1, 0.25, 0.5, 1.0),
-    min_sensitivity: float = 0.95,
-) -> dict:
-    """Thresholds and clean-up fraction with the best mean per-patient Dice among those keeping
-    slice sensitivity >= min_sensitivity."""
-    best = None
-    for tc in classifier_grid:
-        for tm in mask_grid:
-            for fraction in fraction_grid:
-                m = pipeline_metrics(predictions, float(tc), float(tm), ("size", float(fraction)))
-                key = (m["sensitivity"] >= min_sensitivity, m["dice"]["mean"])
-                if best is None or key > best[0]:
-                    best = (key, m)
-    return best[1]
 
 
 def write_plots(predictions: list[PatientPrediction], metrics: dict, out_dir: Path, training_logs: dict | None = None) -> list[str]:
@@ -170,7 +150,7 @@ def write_plots(predictions: list[PatientPrediction], metrics: dict, out_dir: Pa
     by_patient = {p.patient: p for p in predictions}
     for tag, patient in (("best", order[-1]), ("worst", order[0])):
         p = by_patient[patient]
-        mask = p.mask(metrics["classifier_threshold"], metrics["mask_threshold"], tuple(metrics["cleanup"]))
+        mask = p.mask(MaskSetting(**metrics["setting"]))
         rows = np.flatnonzero(p.truth.any((1, 2)) | mask.any((1, 2)))[:12]
         if len(rows) == 0:
             continue
@@ -219,9 +199,7 @@ def evaluate(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     predictions = predict_patients(pipeline, dataset_dir, patients, progress)
-    metrics = pipeline_metrics(
-        predictions, pipeline.classifier_threshold, pipeline.mask_threshold, pipeline.cleanup
-    )
+    metrics = pipeline_metrics(predictions, pipeline.setting)
     metrics["bundle"] = pipeline.identity
     curves = {name: training_curves(path) for name, path in (training_logs or {}).items() if Path(path).is_file()}
     metrics["plots"] = write_plots(predictions, metrics, out_dir, curves)

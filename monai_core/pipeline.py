@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from .autocast import cpu_autocast_forward
 from .errors import InputError
 from .networks import ResUNet
-from .postprocess import clean_up, cleanup_setting
+from .postprocess import MIRRORED_RULES, MaskSetting, cleaned_probability, estimate_midline
 from .quality import QualityModel
 from .runtime import keep_freed_memory
 from .weights import load_bundle_torchscript, load_state_dict, sha256
@@ -63,9 +63,7 @@ class TumorSegPipeline:
         config = json.loads((self.bundle_dir / "configs" / "inference.json").read_text())
         self.metadata = json.loads((self.bundle_dir / "configs" / "metadata.json").read_text())
         self.recorded = self.metadata.get("weights_sha256", {})
-        self.classifier_threshold = float(config["classifier_threshold"])
-        self.mask_threshold = float(config["mask_threshold"])
-        self.cleanup = cleanup_setting(config)  # (rule, parameter), monai_core.postprocess
+        self.setting = MaskSetting.from_config(config)  # gate, mask threshold and clean-up (monai_core.postprocess)
         self.classifier_size = int(config["classifier_image_size"])
         self.classifier_batch = int(config["classifier_batch_size"])
         self.segmenter_batch = int(config["segmenter_batch_size"])
@@ -103,6 +101,14 @@ class TumorSegPipeline:
         return network.eval().to(memory_format=torch.channels_last)
 
     @property
+    def classifier_threshold(self) -> float:
+        return self.setting.classifier_threshold
+
+    @property
+    def mask_threshold(self) -> float:
+        return self.setting.mask_threshold
+
+    @property
     def identity(self) -> dict:
         """Name, version and weights checksums, for report.json."""
         return {"name": self.metadata.get("name"), "version": self.metadata.get("version"), "sha256": dict(self.weights)}
@@ -135,8 +141,8 @@ class TumorSegPipeline:
         flipped = None
         if len(index):
             tumour[index] = self.segment(x[torch.from_numpy(index)])
-            dropped = (tumour >= self.mask_threshold) & ~clean_up(tumour, probability, self.mask_threshold, *self.cleanup)
-            tumour[dropped] = 0.0  # false regions; the probabilities below the threshold stay for the confidence
+            midline = estimate_midline(slices[:, 1]) if self.setting.rule in MIRRORED_RULES else None
+            tumour = cleaned_probability(probability, tumour, self.setting, midline)
             flipped = self.flipped_segmentation(x, tumour >= self.mask_threshold)
         return SlicePrediction(probability, positive, tumour, flipped)
 

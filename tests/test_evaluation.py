@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import BUNDLE, KAGGLE, ROOT, run_cli
-from monai_core.evaluation import PatientPrediction, choose_thresholds, pipeline_metrics
+from monai_core.evaluation import PatientPrediction, pipeline_metrics
 from monai_core.metrics import dice
+from monai_core.postprocess import MaskSetting
 
 
 def test_metrics_on_a_hand_made_case():
@@ -20,13 +21,15 @@ def test_metrics_on_a_hand_made_case():
     tumour[1, 2:4, 2:5] = 0.9  # 4 true pixels, 6 predicted, 4 in common
     tumour[3, 0, 0] = 0.9  # a false positive on a slice the classifier rejects
     case = PatientPrediction("p", np.zeros((4, 3, 8, 8)), truth, np.array([0.1, 0.8, 0.7, 0.2]), tumour)
-    m = pipeline_metrics([case], classifier_threshold=0.5, mask_threshold=0.5)
+    m = pipeline_metrics([case], MaskSetting(0.5, 0.5, "size", 0.0))
     assert m["dice"]["mean"] == pytest.approx(2 * 4 / (4 + 6))
-    assert m["confusion_matrix"] == {"tp": 1, "fn": 0, "fp": 1, "tn": 2}
+    assert m["confusion_matrix"] == {"tp": 1, "fn": 0, "fp": 1, "tn": 2}  # the gate's slices
+    assert m["final_mask_sensitivity"] == 1.0 and m["final_mask_specificity"] == 1.0  # slice 2 passed the gate, but holds no mask
     assert m["slice_auc"] == pytest.approx(1.0)
     assert dice(np.zeros(3), np.zeros(3)) == 1.0
-    chosen = choose_thresholds([case])
-    assert chosen["sensitivity"] >= 0.95 and chosen["dice"]["mean"] >= m["dice"]["mean"]
+    gated_low = pipeline_metrics([case], MaskSetting(0.1, 0.5, "size", 0.0))  # the false positive's slice passes
+    assert gated_low["dice"]["mean"] == pytest.approx(2 * 4 / (4 + 7))
+    assert gated_low["final_mask_specificity"] == pytest.approx(2 / 3)
 
 
 def test_evaluate_cli_writes_metrics_and_plots(tmp_path):

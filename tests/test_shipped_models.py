@@ -18,8 +18,7 @@ VALIDATION_FLOOR = 0.70  # measured 0.754 with the 0.3.0 bundle (bundle/docs/rob
 
 def _metrics(run: TumorSegPipeline, shipped: TumorSegPipeline) -> dict:
     """Metrics of ``run`` on the sample patient at the shipped thresholds and clean-up."""
-    thresholds = (shipped.classifier_threshold, shipped.mask_threshold, shipped.cleanup)
-    return pipeline_metrics(predict_patients(run, KAGGLE, [PATIENT]), *thresholds)
+    return pipeline_metrics(predict_patients(run, KAGGLE, [PATIENT]), shipped.setting)
 
 
 def test_weights_match_their_recorded_checksums():
@@ -39,8 +38,7 @@ def test_shipped_pipeline_segments_a_sample_patient(pipeline):
 def test_a_patient_the_models_did_not_train_on(pipeline):
     """A regression guard on a fold-0 validation patient (tests/data/validation/README.md)."""
     patient = "TCGA_DU_7294_19890104"
-    thresholds = (pipeline.classifier_threshold, pipeline.mask_threshold, pipeline.cleanup)
-    metrics = pipeline_metrics(predict_patients(pipeline, VALIDATION, [patient]), *thresholds)
+    metrics = pipeline_metrics(predict_patients(pipeline, VALIDATION, [patient]), pipeline.setting)
     assert metrics["dice"]["mean"] >= VALIDATION_FLOOR
     assert metrics["sensitivity"] >= 0.9  # the gate loses no more than a tenth of the lesion slices
 

@@ -61,7 +61,7 @@ def studies(tmp_path_factory):
     sh.SetItemAttribute(study, "DICOM.StudyDate", "20200701")  # as DICOM import sets it
     currentSeg = logic.importResult(currentFlair, root / "current_mask.nii.gz", {**report, "case_id": "current"})
     return dict(scene=scene, logic=logic, priorFolder=priorFolder, priorSeg=priorSeg, currentFlair=currentFlair,
-                currentSeg=currentSeg, motion=motion, lesion=lesion, study=study,
+                currentSeg=currentSeg, motion=motion, lesion=lesion, study=study, current_mask=root / "current_mask.nii.gz",
                 added_ml=added * float(np.prod(flair.GetSpacing())) / 1000.0)
 
 
@@ -138,11 +138,93 @@ def test_bad_prior_is_one_line(studies, tmp_path):
     assert not studies["logic"].isRunning()
 
 
-def test_compare_helpers_use_only_slicer_core_api():
-    for name in ("vtkMRMLSegmentationStorageNode", "vtkMRMLVolumeArchetypeStorageNode", "vtkMRMLSubjectHierarchyNode"):
-        assert hasattr(slicer, name), name
-    assert hasattr(slicer.vtkMRMLSubjectHierarchyConstants, "GetDICOMLevelPatient")
-    assert comparenodes.lpsToRas([[1, 0, 0, 5], [0, 1, 0, 6], [0, 0, 1, 7], [0, 0, 0, 1]])[0][3] == -5
+def test_lps_to_ras_gives_slicer_the_same_motion():
+    """A rigid motion in DICOM LPS, as change.json holds it, moves RAS points in a Slicer transform node the same way."""
+    rng = np.random.default_rng(7)
+    motion = sitk.Euler3DTransform((5.0, -3.0, 8.0), 0.3, -0.2, 0.1, (4.0, -9.0, 2.5))
+    matrix = np.eye(4)
+    matrix[:3, :3] = np.asarray(motion.GetMatrix()).reshape(3, 3)
+    matrix[:3, 3] = np.asarray(motion.TransformPoint((0.0, 0.0, 0.0)))
+    node = slicer.vtkMRMLLinearTransformNode()
+    vtk_matrix = vtk.vtkMatrix4x4()
+    for r, row in enumerate(comparenodes.lpsToRas(matrix.tolist())):
+        for c, value in enumerate(row):
+            vtk_matrix.SetElement(r, c, value)
+    node.SetMatrixTransformToParent(vtk_matrix)
+    flip = np.array([-1.0, -1.0, 1.0])
+    for point_lps in rng.uniform(-100, 100, (5, 3)):
+        moved_ras = node.GetTransformToParent().TransformPoint((point_lps * flip).tolist())
+        assert np.allclose(moved_ras, np.asarray(motion.TransformPoint(point_lps.tolist())) * flip, atol=1e-9)
+
+
+def test_change_table_takes_its_percentages_from_change_json(studies, compared):
+    """The table shows change.json's percentages, not its own: a changed figure in change.json is what it shows."""
+    change = json.loads(json.dumps(compared["change"]))
+    change["volume_change_percent"], change["bidimensional_product_change_percent"] = 12.4, -77.6
+    table = comparenodes.changeTable(studies["scene"], change, "tampered").GetTable()
+    rows = {table.GetValue(r, 0).ToString(): table.GetValue(r, 3).ToString() for r in range(table.GetNumberOfRows())}
+    before, after = (change[s]["measurements"] for s in ("baseline", "followup"))
+    assert rows["Volume (mL)"] == f"{after['volume_ml'] - before['volume_ml']:+.2f} (+12%)"
+    assert rows["Bidimensional product (mm2)"].endswith(" (-78%)")
+    assert "%" not in rows["Longest diameter (mm)"]  # change.json holds no percentage for a diameter
+    # a lesion that resolved: no current diameters, change.json's -100%
+    change["followup"]["measurements"] = {**dict.fromkeys(before), "volume_ml": 0.0}
+    change["bidimensional_product_change_percent"] = -100.0
+    rows = {r[0]: r[3] for r in comparenodes.changeRows(change)}
+    assert rows["Bidimensional product (mm2)"] == "-100%" and rows["Longest diameter (mm)"] == "-"
+
+
+def test_one_writer_for_every_file_the_engine_reads():
+    """Volumes and segments reach the engine through TumorSegLib/nodewriter.py only, not through copies of it."""
+    import ast
+
+    writers = {}
+    for path in [sf.MODULE_DIR / "TumorSeg.py", *sorted((sf.MODULE_DIR / "TumorSegLib").glob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in ("WriteData", "ExportSegmentsToLabelmapNode"):
+                writers.setdefault(path.name, set()).add(node.attr)
+    assert writers == {"nodewriter.py": {"WriteData", "ExportSegmentsToLabelmapNode"}}
+
+
+def test_a_transformed_prior_flair_is_written_in_its_own_geometry_with_a_warning(studies, tmp_path, caplog):
+    """The prior's transform is not applied (compare registers the studies), and the user is told so."""
+    scene = studies["scene"]
+    flair = sf.load_volume(scene, sf.SAMPLE_DIR / "flair.nii.gz", "prior FLAIR, moved by hand")
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    matrix = vtk.vtkMatrix4x4()
+    matrix.SetElement(0, 3, 25.0)
+    transform.SetMatrixTransformToParent(matrix)
+    flair.SetAndObserveTransformNodeID(transform.GetID())
+    prior = studies["logic"].importResult(flair, sf.SAMPLE_DIR / "flair_lesion.nii.gz", {"case_id": "moved", "slices": []})
+    with caplog.at_level("WARNING"):
+        folder = comparenodes.writeCaseFolder(tmp_path / "case", flair, prior, {}, TumorSeg.TUMOR_SEGMENT_ID)
+    assert [r.getMessage() for r in caplog.records if "is ignored" in r.getMessage()] == [
+        "TumorSeg: the transform of 'prior FLAIR, moved by hand' is ignored; the engine registers the sequences and "
+        "studies itself."]
+    ijk_to_lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(sf.ijk_to_ras(flair))  # its own, untransformed
+    written = sitk.ReadImage(str(folder / "flair.nrrd"))
+    assert np.allclose(written.GetOrigin(), ijk_to_lps[:3, 3], atol=1e-6)
+    assert np.allclose(np.asarray(written.GetDirection()).reshape(3, 3) * written.GetSpacing(), ijk_to_lps[:3, :3],
+                       atol=1e-6)
+    # the mask on the FLAIR's own grid: in scanner space, voxel for voxel the lesion it was imported from
+    mask = sitk.ReadImage(str(folder / "segmentation.nii.gz"))
+    lesion = sitk.ReadImage(str(sf.SAMPLE_DIR / "flair_lesion.nii.gz"))
+    assert mask.GetSize() == written.GetSize() and np.allclose(mask.GetOrigin(), written.GetOrigin(), atol=1e-3)
+    on_lesion_grid = sitk.Resample(mask, lesion, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    assert np.array_equal(sitk.GetArrayViewFromImage(on_lesion_grid) > 0, sitk.GetArrayViewFromImage(lesion) > 0)
+
+
+def test_the_current_study_and_labelmaps_are_refused_as_prior(studies):
+    scene, logic = studies["scene"], studies["logic"]
+    current, currentSeg = studies["currentFlair"], studies["currentSeg"]
+    labelmap = sf.load_volume(scene, sf.SAMPLE_DIR / "flair_lesion.nii.gz", "lesion labelmap", labelmap=True)
+    onCurrent = logic.importResult(current, studies["current_mask"], {"case_id": "again", "slices": []})
+    nodes = scene.GetNumberOfNodes()
+    for prior, message in ((current, "is the current FLAIR"), (labelmap, "is a labelmap"),
+                           (currentSeg, "is the current result"), (onCurrent, "is a result on the current FLAIR")):
+        with pytest.raises(TumorSeg.TumorSegError, match=message):
+            logic.compareWithPrior(prior, current, currentSeg)
+    assert scene.GetNumberOfNodes() == nodes and not logic.isRunning()
 
 
 def test_prior_flair_without_a_result_is_detected_first(studies):
@@ -157,3 +239,116 @@ def test_prior_flair_without_a_result_is_detected_first(studies):
     assert 0.5 * reference < detected < 1.5 * reference  # the detection found the lesion, not the whole head
     assert tableNode.GetNumberOfRows() == len(comparenodes.changeRows(change))
     assert not studies["logic"].isRunning()
+
+
+# ----------------------------------------------------------------------------------------- the panel section
+
+
+class Panel:
+    """The TumorSegWidget as CompareView sees it: layout, ui, parameter node, the real logic and ensureDependencies."""
+
+    ensureDependencies = TumorSeg.TumorSegWidget.ensureDependencies  # the module's own: ask, then install
+
+    def __init__(self, studies):
+        import types
+
+        import slicer_widgets as sw
+
+        scene = studies["scene"]
+        self.layout = sw.Widget()
+        self.ui = types.SimpleNamespace(statusLabel=sw.Widget(), progressBar=sw.Widget(), applyButton=sw.Widget("Detect"))
+        self.logic = studies["logic"]
+        self._parameterNode = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
+        self._parameterNode.SetNodeReferenceID(TumorSeg.FLAIR_ROLE, studies["currentFlair"].GetID())
+        self._parameterNode.SetNodeReferenceID(TumorSeg.OUTPUT_ROLE, studies["currentSeg"].GetID())
+        self.progress = []
+        self.onProgressHook = None
+        self.buttonsUpdated = 0
+
+    def onProgress(self, progress, message):
+        self.progress.append((progress, message))
+        if self.onProgressHook:
+            self.onProgressHook(progress, message)
+
+    def updateButtons(self):  # the widget's: Detect is enabled again when nothing runs
+        self.buttonsUpdated += 1
+        self.ui.applyButton.enabled = True
+
+
+@pytest.fixture
+def view(studies, monkeypatch):
+    """CompareView built on the widget stand-ins over the real scene, logic and engine: (view, panel, dialogs)."""
+    import slicer_widgets as sw
+
+    dialogs = sw.install(monkeypatch, studies["scene"], confirm=False)
+    from TumorSegLib.compareview import CompareView
+
+    panel = Panel(studies)
+    view = CompareView(panel, TumorSeg.OUTPUT_ROLE, TumorSeg.FLAIR_ROLE, TumorSeg.TUMOR_SEGMENT_ID)
+    return view, panel, dialogs
+
+
+def change_nodes(scene):
+    return [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())
+            if scene.GetNthNode(i).GetAttribute(comparenodes.CHANGE_ATTRIBUTE)]
+
+
+def test_the_prior_selector_offers_no_labelmap(studies, view):
+    selector = view[0].priorSelector
+    labelmap = sf.load_volume(studies["scene"], sf.SAMPLE_DIR / "flair_lesion.nii.gz", "a labelmap", labelmap=True)
+    offered = selector.nodes()
+    assert labelmap not in offered
+    assert studies["priorSeg"] in offered and studies["currentFlair"] in offered  # results and FLAIRs are
+    with pytest.raises(ValueError, match="not offered"):
+        selector.setCurrentNode(labelmap)
+
+
+def test_the_current_flair_is_refused_as_its_own_prior(studies, view):
+    view, panel, dialogs = view
+    view.priorSelector.setCurrentNode(studies["currentFlair"])
+    nodes = studies["scene"].GetNumberOfNodes()
+    view.compareButton.click()
+    assert dialogs.errors == ["'current FLAIR' is the current FLAIR: choose the prior study's FLAIR or its TumorSeg result."]
+    assert dialogs.confirmations == [] and panel.progress == []  # refused before anything else
+    assert studies["scene"].GetNumberOfNodes() == nodes and not view.running
+
+
+def test_compare_installs_the_engine_packages_first(studies, view, tmp_path, monkeypatch):
+    """A Slicer without the engine's packages is asked to install them; declining compares nothing."""
+    view, panel, dialogs = view
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("tumorseg-absent-package==1.0\n")
+    monkeypatch.setattr(TumorSegLogic, "requirementsFile", classmethod(lambda cls: requirements))
+    view.priorSelector.setCurrentNode(studies["priorSeg"])
+    nodes = studies["scene"].GetNumberOfNodes()
+    view.compareButton.click()
+    assert len(dialogs.confirmations) == 1 and "tumorseg-absent-package==1.0" in dialogs.confirmations[0]
+    assert panel.progress == [] and studies["scene"].GetNumberOfNodes() == nodes and not view.running
+
+
+def test_the_compare_button_cancels_a_running_comparison(studies, view):
+    """Clicked while comparing, the button cancels: the engine ends, nothing is added, the panel is ready again."""
+    view, panel, dialogs = view
+    view.priorSelector.setCurrentNode(studies["priorSeg"])
+    seen = {}
+
+    def whileRunning(progress, message):
+        if studies["logic"].isRunning() and "run" not in seen:  # the engine has the request
+            seen.update(run=studies["logic"]._run, text=view.compareButton.text, detect=panel.ui.applyButton.enabled,
+                        selector=view.priorSelector.enabled)
+            view.compareButton.click()  # the user's second click, while Slicer processes events
+
+    panel.onProgressHook = whileRunning
+    before = change_nodes(studies["scene"])
+    view.compareButton.click()
+    assert (seen["text"], seen["detect"], seen["selector"]) == ("Cancel", False, False)
+    assert seen["run"].cancelled and seen["run"].process.poll() is not None  # the engine process ended
+    assert not seen["run"].tempDir.exists()
+    assert panel.ui.statusLabel.text == "Compare cancelled." and dialogs.errors == []
+    assert view.compareButton.text == "Compare with prior..." and view.priorSelector.enabled
+    assert panel.ui.applyButton.enabled and panel.buttonsUpdated >= 1
+    assert change_nodes(studies["scene"]) == before and not studies["logic"].isRunning()
+    # and the next comparison runs in a new engine
+    panel.onProgressHook = None
+    view.compareButton.click()
+    assert panel.ui.statusLabel.text == "Compared with the prior study." and len(change_nodes(studies["scene"])) == len(before) + 1

@@ -538,7 +538,6 @@ SLICER_API = {
     "slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode": "Libs/MRML/Core/vtkMRMLSubjectHierarchyNode.h",
     "slicer.vtkMRMLVolumeArchetypeStorageNode": "Libs/MRML/Core/vtkMRMLVolumeArchetypeStorageNode.h",
     "slicer.vtkSegment.GetTerminologyEntryTagName": "Libs/vtkSegmentationCore/vtkSegment.h",
-    "slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode": "Modules/Loadable/Segmentations/Logic/vtkSlicerSegmentationsModuleLogic.h",
     "slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode": "Modules/Loadable/Segmentations/Logic/vtkSlicerSegmentationsModuleLogic.h",
     "qt.QFileDialog.getSaveFileName": "Qt QFileDialog (PythonQt)",
     "qt.QTimer": "Qt QTimer (PythonQt)",

@@ -2,17 +2,17 @@
 under each condition of :mod:`monai_core.robustness` (FLAIR only, fat suppression, skull stripping,
 intensity scale, bias field, thin slices), and the gate's slice sensitivity under each.
 
-Both networks run on every slice once per condition, so the classifier threshold and the clean-up
-can be scored at any setting without running again; ``--choose`` searches them over all conditions
-together. Writes ``OUT/robustness.json`` and a Markdown table ``OUT/robustness.md``.
+Both networks run on every slice once per condition; the final masks are made at the bundle's own
+setting by :func:`monai_core.postprocess.final_mask`, as shipped. Nothing is chosen here: the setting
+is chosen out of fold by ``training/out_of_fold.py``. Writes ``OUT/robustness.json`` and a Markdown
+table ``OUT/robustness.md``; ``case_outcomes`` gives ``training/calibrate_quality.py`` its cases.
 
-    python training/robustness.py --data DATA/kaggle_3m [--bundle bundle] [--out bundle/docs] [--choose]
+    python training/robustness.py --data DATA/kaggle_3m [--bundle bundle] [--out bundle/docs]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from monai_core.data.brain_masks import load_brain_masks
 from monai_core.evaluation import PatientPrediction, truth_masks, pipeline_metrics
 from monai_core.outputs import write_json_atomic
 from monai_core.pipeline import DEFAULT_BUNDLE, TumorSegPipeline
-from monai_core.postprocess import clean_up
+from monai_core.postprocess import cleaned_probability, estimate_midline, MaskSetting
 from monai_core.detect import KAGGLE_VOXEL_ML
 from monai_core.metrics import dice
 from monai_core.quality import case_features
@@ -34,10 +34,6 @@ from monai_core.study import load_kaggle_case
 
 ROOT = Path(__file__).resolve().parents[1]
 THIN_VOXEL_ML = 0.94 * 0.94 * 1.0 / 1000  # the thin-slice condition's model grid: 0.94 mm pixels, 1 mm slices
-CLASSIFIER_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
-MASK_GRID = (0.3, 0.4, 0.5)
-CLEANUP_GRID = (("size", 0.0), ("size", 0.1), ("size", 0.25), ("evidence_symmetry", 0.1), ("evidence_symmetry", 0.25))
-# "largest component only" (size 1.0) is left out: it drops the true lesion
 
 
 def predict_conditions(pipeline: TumorSegPipeline, data: Path, patients: list[str], brain_masks: dict) -> dict:
@@ -50,7 +46,8 @@ def predict_conditions(pipeline: TumorSegPipeline, data: Path, patients: list[st
         for condition in CONDITIONS:
             case = perturb(condition, slices, truth, brain_masks[patient])
             x = torch.from_numpy(case.slices)
-            prediction = PatientPrediction(patient, None, case.truth, pipeline.classify(x), pipeline.segment(x).astype(np.float16))
+            prediction = PatientPrediction(patient, None, case.truth, pipeline.classify(x), pipeline.segment(x).astype(np.float16),
+                                           estimate_midline(case.slices[:, 1]))
             prediction.flipped = pipeline.segment(torch.flip(x, dims=[-1]))[:, :, ::-1].astype(np.float16)
             prediction.voxel_ml = THIN_VOXEL_ML if condition == "1 mm thin slices" else KAGGLE_VOXEL_ML
             results[condition].append(prediction)
@@ -58,15 +55,14 @@ def predict_conditions(pipeline: TumorSegPipeline, data: Path, patients: list[st
     return results
 
 
-def case_outcomes(results: dict, classifier: float, mask: float, cleanup: tuple) -> list[dict]:
+def case_outcomes(results: dict, setting: MaskSetting) -> list[dict]:
     """Per case (condition, patient): the pipeline's Dice at this setting and its confidence features,
     computed as :meth:`TumorSegPipeline.predict` and :func:`monai_core.detect.assess_quality` do."""
     cases = []
+    mask = setting.mask_threshold
     for condition, predictions in results.items():
         for p in predictions:
-            gate = (p.slice_probability >= classifier)[:, None, None]
-            tumour = np.where(gate, p.tumour_probability.astype(np.float32), 0.0)
-            tumour[(tumour >= mask) & ~clean_up(tumour, p.slice_probability, mask, *cleanup)] = 0.0
+            tumour = cleaned_probability(p.slice_probability, p.tumour_probability, setting, p.midline)
             final = tumour >= mask
             on_slices = final.reshape(len(final), -1).any(1)[:, None, None]
             flipped = np.where(on_slices, p.flipped.astype(np.float32), 0.0)
@@ -118,25 +114,13 @@ def write_real_studies(pipeline: TumorSegPipeline, out: Path, name: str) -> None
     print("\n".join(text))
 
 
-def score(results: dict, classifier: float, mask: float, cleanup: tuple) -> dict:
-    return {condition: pipeline_metrics(predictions, classifier, mask, tuple(cleanup)) for condition, predictions in results.items()}
+def score(results: dict, setting: MaskSetting) -> dict:
+    return {condition: pipeline_metrics(predictions, setting) for condition, predictions in results.items()}
 
 
-def choose(results: dict) -> tuple[float, float, float, dict]:
-    """The setting with the best mean over conditions of the per-patient Dice mean, among those whose
-    gate keeps slice sensitivity >= 0.98 in every condition; the "largest component only" clean-up
-    is left out, because it drops the true lesion whenever a false positive is larger."""
-    best = None
-    for classifier in CLASSIFIER_GRID:
-        for mask in MASK_GRID:
-            for cleanup in CLEANUP_GRID:
-                scored = score(results, classifier, mask, cleanup)
-                sensitive = min(m["sensitivity"] for m in scored.values()) >= 0.98
-                overall = float(np.mean([m["dice"]["mean"] for m in scored.values()]))
-                key = (sensitive, overall)
-                if best is None or key > best[0]:
-                    best = (key, (classifier, mask, cleanup, scored))
-    return best[1]
+def describe(setting: MaskSetting) -> str:
+    return (f"classifier gate {setting.classifier_threshold}, mask threshold {setting.mask_threshold}, "
+            f"confirmation {setting.confirm}, clean-up {setting.rule} {setting.parameter}")
 
 
 def table(scored: dict, setting: str) -> str:
@@ -163,10 +147,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_BUNDLE / "docs")
     parser.add_argument("--brain-masks", type=Path, default=DEFAULT_BRAIN_MASKS)
     parser.add_argument("--fold", type=int, default=0)
-    parser.add_argument("--choose", action="store_true", help="also search thresholds and clean-up over all conditions")
     parser.add_argument("--name", default="robustness", help="file name stem of the outputs")
     parser.add_argument("--real-only", action="store_true", help="only the real scans, with the bundle's own settings")
-    parser.add_argument("--write", action="store_true", help="with --choose: store the setting in configs/inference.json")
     args = parser.parse_args()
 
     patients = patient_folds(read_patient_list(DEFAULT_PATIENT_LIST))[args.fold]
@@ -176,37 +158,25 @@ def main() -> None:
         return
     started = time.perf_counter()
     results = predict_conditions(pipeline, args.data, patients, load_brain_masks(args.brain_masks))
-    shipped = (pipeline.classifier_threshold, pipeline.mask_threshold, pipeline.cleanup)
+    shipped = pipeline.setting
+    no_gate = MaskSetting(**{**shipped.as_dict(), "classifier_threshold": 0.0, "confirm": 0.0})
     report = {
         "bundle": pipeline.identity,
         "fold": args.fold,
         "patients": patients,
         "seconds": round(time.perf_counter() - started, 1),
-        "shipped_setting": shipped,
-        "shipped": score(results, *shipped),
-        "no_gate": score(results, 0.0, shipped[1], shipped[2]),
+        "shipped_setting": shipped.as_dict(),
+        "shipped": score(results, shipped),
+        "no_gate": score(results, no_gate),
     }
     text = [f"# Robustness benchmark ({pipeline.identity['version']}, fold {args.fold}: {len(patients)} validation patients)", ""]
-    text += ["## Shipped setting", table(report["shipped"], "classifier %s, mask %s, clean-up %s" % shipped), ""]
-    text += ["## Segmenter on every slice (no classifier gate)", table(report["no_gate"], "classifier 0, mask %s, clean-up %s" % shipped[1:]), ""]
-    if args.choose:
-        classifier, mask, cleanup, scored = choose(results)
-        report["chosen_setting"] = (classifier, mask, cleanup)
-        report["chosen"] = scored
-        text += ["## Chosen over all conditions", table(scored, f"classifier {classifier}, mask {mask}, clean-up {cleanup}"), ""]
-    setting = report.get("chosen_setting", shipped)
-    report["cases_setting"] = setting
-    report["cases"] = case_outcomes(results, *setting)  # for training/calibrate_quality.py
+    text += ["## Shipped setting", table(report["shipped"], describe(shipped)), ""]
+    text += ["## Segmenter on every slice (no classifier gate, no confirmation)", table(report["no_gate"], describe(no_gate)), ""]
+    report["cases_setting"] = shipped.as_dict()
+    report["cases"] = case_outcomes(results, shipped)  # for training/calibrate_quality.py
     args.out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out / f"{args.name}.json", report)
     (args.out / f"{args.name}.md").write_text("\n".join(text) + "\n")
-    if args.write and args.choose:
-        config_path = args.bundle / "configs" / "inference.json"
-        config = json.loads(config_path.read_text())
-        config["classifier_threshold"], config["mask_threshold"], (rule, parameter) = report["chosen_setting"]
-        config.pop("min_component_fraction", None)
-        config["cleanup"] = {"rule": rule, "parameter": parameter}
-        write_json_atomic(config_path, config)
     print("\n".join(text))
 
 

@@ -14,6 +14,7 @@ RUNS/fold<k>/<net>.log.
 from __future__ import annotations
 
 import argparse
+import resource
 import subprocess
 import sys
 import time
@@ -33,20 +34,31 @@ def weights_path(runs: Path, fold: int, net: str) -> Path:
     return fold_dir(runs, fold) / net / "models" / WEIGHTS[net]
 
 
+def _children_cpu_seconds() -> float:
+    """User + system CPU time of finished child processes: on a shared machine the wall time
+    grows with the other load, the CPU time much less, so both are logged."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def train_network(data: Path, runs: Path, fold: int, net: str, overrides: list[str]) -> None:
     out = fold_dir(runs, fold) / net
     configs = [str(CONFIGS / f"{stem}_{net}.json") for stem in ("train", "robust", "single_stage")]
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", repr(configs),
                "--dataset_dir", str(data), "--output_dir", str(out), "--fold", str(fold), *overrides]
+    if fold < 0:  # all 88 patients train: there is no validation group
+        command += ["--val_interval", "100000"]
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(runs / "times.log", "a") as times, open(out.parent / f"{net}.log", "a") as log:
         times.write(f"fold {fold} {net}: start {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
         times.flush()
-        started = time.monotonic()
+        started, cpu_before = time.monotonic(), _children_cpu_seconds()
         result = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         minutes = (time.monotonic() - started) / 60
+        cpu_minutes = (_children_cpu_seconds() - cpu_before) / 60
         status = "end" if result.returncode == 0 else f"exit {result.returncode}"
-        times.write(f"fold {fold} {net}: {status} {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} ({minutes:.1f} min)\n")
+        times.write(f"fold {fold} {net}: {status} {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} "
+                    f"({minutes:.1f} min wall, {cpu_minutes:.1f} min CPU)\n")
     if result.returncode != 0:
         raise SystemExit(f"fold {fold} {net} failed (exit {result.returncode}); see {out.parent / (net + '.log')}")
 

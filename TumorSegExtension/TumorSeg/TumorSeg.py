@@ -38,6 +38,7 @@ from TumorSegLib import comparenodes
 from TumorSegLib.compareview import CompareView
 from TumorSegLib.engine import Engine, sharedEngine, stopSharedEngine
 from TumorSegLib.errors import TumorSegError
+from TumorSegLib.nodewriter import writeSegmentLabelmap, writeVolume
 from TumorSegLib import studyseries
 from TumorSegLib.studyview import StudySeriesView
 
@@ -647,7 +648,7 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
                 if node is None:
                     continue
                 path = tempDir / "input" / f"{name}{self.inputFileExtension}"
-                self._writeVolume(node, path)
+                writeVolume(node, path)
                 request[name] = str(path)
             request.update(output=str(tempDir / "out"), case_id="case")
             logging.info("TumorSeg: detect " + json.dumps(request))
@@ -657,20 +658,6 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
             raise
         self._run = run
         return run
-
-    @staticmethod
-    def _writeVolume(volumeNode, path):
-        """Write a volume in its own geometry (parent transforms are not applied) without touching the scene."""
-        if volumeNode.GetImageData() is None:
-            raise TumorSegError(f"Volume '{volumeNode.GetName()}' has no image data.")
-        if volumeNode.GetParentTransformNode():
-            logging.warning(f"TumorSeg: the transform of '{volumeNode.GetName()}' is ignored; the engine registers the sequences itself.")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        storageNode = slicer.vtkMRMLVolumeArchetypeStorageNode()
-        storageNode.SetFileName(str(path))
-        storageNode.SetUseCompression(False)
-        if not storageNode.WriteData(volumeNode):
-            raise TumorSegError(f"Could not write volume '{volumeNode.GetName()}' to {path}.")
 
     def _cleanup(self, run):
         run.release()  # the engine stays for the next run, unless the run stopped part-way
@@ -729,6 +716,9 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
             raise TumorSegError("A detection or comparison is already running.")
         if segmentationNode is None or segmentationNode.GetSegmentation().GetSegment(TUMOR_SEGMENT_ID) is None:
             raise TumorSegError("Detect the tumour on the current study first: there is no Tumor segment to compare.")
+        problem = None if isinstance(prior, (str, Path)) else comparenodes.priorNodeProblem(prior, flairNode, segmentationNode)
+        if problem:
+            raise TumorSegError(problem)
         if not isinstance(prior, (str, Path)) and prior.IsA("vtkMRMLScalarVolumeNode"):
             prior = self.process(prior, progressCallback=progressCallback)  # the prior study has no result yet
             if prior is None:
@@ -789,9 +779,10 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
             segmentationNode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GenerateUniqueName(f"{flairNode.GetName()} TumorSeg"))
         if segmentationNode.GetDisplayNode() is None:
             segmentationNode.CreateDefaultDisplayNodes()
+        # the labelmap is on the FLAIR's own grid: import it with no transform on either side, then put the
+        # result under the FLAIR's transform, so that it overlays the FLAIR as displayed
+        segmentationNode.SetAndObserveTransformNodeID(None)
         segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(flairNode)
-        if flairNode.GetParentTransformNode():
-            segmentationNode.SetAndObserveTransformNodeID(flairNode.GetParentTransformNode().GetID())
 
         segmentation = segmentationNode.GetSegmentation()
         wasModifying = segmentationNode.StartModify()
@@ -809,6 +800,8 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
                 raise TumorSegError("Could not import the tumour labelmap into the segmentation.")
         finally:
             segmentationNode.EndModify(wasModifying)
+        if flairNode.GetParentTransformNode():
+            segmentationNode.SetAndObserveTransformNodeID(flairNode.GetParentTransformNode().GetID())
 
         tableNode = self._sliceTable(scene, flairNode, report, segmentationNode.GetNodeReference(SEGMENTATION_TABLE_ROLE))
         segmentationNode.SetNodeReferenceID(SEGMENTATION_TABLE_ROLE, tableNode.GetID())
@@ -929,23 +922,7 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
     @classmethod
     def exportTumorLabelmap(cls, segmentationNode, flairNode, path):
         """Write the "Tumor" segment as a 0/1 labelmap file on the FLAIR's grid."""
-        scene = segmentationNode.GetScene()
-        labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__TumorSegExport__")
-        try:
-            segmentIds = vtk.vtkStringArray()
-            segmentIds.InsertNextValue(TUMOR_SEGMENT_ID)
-            if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentationNode, segmentIds, labelmap, flairNode):
-                raise TumorSegError("Could not export the Tumor segment on the FLAIR's grid.")
-            storageNode = slicer.vtkMRMLVolumeArchetypeStorageNode()
-            storageNode.SetFileName(str(path))
-            storageNode.SetUseCompression(False)
-            if not storageNode.WriteData(labelmap):
-                raise TumorSegError(f"Could not write {path}.")
-        finally:
-            displayNode = labelmap.GetDisplayNode()
-            scene.RemoveNode(labelmap)
-            if displayNode:
-                scene.RemoveNode(displayNode)
+        writeSegmentLabelmap(segmentationNode, TUMOR_SEGMENT_ID, flairNode, path)
 
 
 #

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import csv
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import InputError
 from ..io.dicom_headers import dicom_files, is_dicom_file, list_series
 
-__all__ = ["Case", "find_cases", "read_manifest", "scan_folder", "group_studies"]
+__all__ = ["Case", "CHANGES_FOLDER", "find_cases", "read_manifest", "scan_folder", "group_studies"]
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 SEQUENCES = ("flair", "t1", "t1c")
@@ -36,6 +36,8 @@ CHANNEL = re.compile(r"\d{4}")
 MANIFEST_COLUMNS = ("case_id", "flair", "t1", "t1c")
 # optional: a DICOM study folder (series chosen as by detect --study) and SeriesInstanceUIDs per sequence
 MANIFEST_DICOM_COLUMNS = ("study", "flair_series", "t1_series", "t1c_series")
+BASELINE_COLUMN = "baseline"  # optional: the earlier study a case is compared with (tumorseg compare)
+CHANGES_FOLDER = "changes"  # OUT/changes/<case_id>/: the comparison of each follow-up case with its baseline
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,16 @@ class Case:
         """{sequence: SeriesInstanceUID} that the manifest named."""
         uids = {"flair": self.flair_series, "t1": self.t1_series, "t1c": self.t1c_series}
         return {role: uid for role, uid in uids.items() if uid}
+    # a follow-up (manifest column "baseline"): compared, after detect, with a case of the batch or a case folder
+    baseline: str | None = None  # the manifest's value, shown in summary.csv
+    baseline_case: str | None = None  # a case id of this batch: this case waits for its detect
+    baseline_dir: str | None = None  # a finished case folder outside the batch
+    detect_done: bool = False  # resuming: report.json is complete, only the comparison is left to do
+    baseline_error: str | None = None  # why the baseline case has no result, when it failed
+
+    @property
+    def is_followup(self) -> bool:
+        return self.baseline is not None
 
 
 def find_cases(source: str | Path, exclude: Path | None = None) -> list[Case]:
@@ -76,13 +88,17 @@ def find_cases(source: str | Path, exclude: Path | None = None) -> list[Case]:
     if not cases:
         raise InputError(source, "no cases found")
     _check_ids(cases, source)
+    _check_baselines(cases, source)
     return cases
 
 
 def read_manifest(path: Path) -> list[Case]:
-    """Rows ``case_id,flair,t1,t1c``; relative paths are relative to the manifest's folder.
+    """Rows ``case_id,flair,t1,t1c[,baseline]``; relative paths are relative to the manifest's folder.
 
     ``flair`` may also name a Kaggle-layout patient folder (then t1 and t1c must be empty).
+    ``baseline`` (optional) makes the case a follow-up: the case id of the earlier study in this
+    manifest, or a case folder that ``tumorseg detect`` finished before; after detect the case is
+    compared with it (``tumorseg compare``).
     """
     try:
         with open(path, newline="", encoding="utf-8-sig") as stream:
@@ -95,7 +111,22 @@ def read_manifest(path: Path) -> list[Case]:
             rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise InputError(path, f"cannot read the manifest ({error})") from None
-    return [_manifest_case(row, line, path.parent) for line, row in enumerate(rows, start=2) if any(_cells(row))]
+    numbered = [(line, row) for line, row in enumerate(rows, start=2) if any(_cells(row))]
+    cases = [_manifest_case(row, line, path.parent) for line, row in numbered]
+    ids = {case.case_id for case in cases}
+    return [_with_baseline(case, (row.get(BASELINE_COLUMN) or "").strip(), line, ids, path.parent)
+            for case, (line, row) in zip(cases, numbered)]
+
+
+def _with_baseline(case: Case, value: str, line: int, ids: set[str], base: Path) -> Case:
+    """The case with its baseline: a case id of this manifest if it is one, else a case folder's path."""
+    if not value:
+        return case
+    if value == case.case_id:
+        raise InputError(None, f"manifest line {line}: case {case.case_id} is its own baseline")
+    if value in ids:
+        return replace(case, baseline=value, baseline_case=value)
+    return replace(case, baseline=value, baseline_dir=_resolve(value, base))
 
 
 def _cells(row: dict) -> list[str]:
@@ -109,8 +140,8 @@ def _manifest_case(row: dict, line: int, base: Path) -> Case:
         raise InputError(None, f"{where}: empty case_id")
     _check_id(case_id, where)
     paths = {name: _resolve((row.get(name) or "").strip(), base) for name in SEQUENCES}
-    uids = {f"{name}_series": (row.get(f"{name}_series") or "").strip() or None for name in SEQUENCES}
-    study = _resolve((row.get("study") or "").strip(), base)
+    uids = {column: (row.get(column) or "").strip() or None for column in MANIFEST_DICOM_COLUMNS[1:]}
+    study = _resolve((row.get(MANIFEST_DICOM_COLUMNS[0]) or "").strip(), base)
     if study is not None:
         if any(paths.values()):
             raise InputError(None, f"{where}: case {case_id} names a study; leave flair, t1 and t1c empty "
@@ -286,6 +317,24 @@ def _listing(entries: list[Path], limit: int = 4) -> str:
 def _check_id(case_id: str, where: str) -> None:
     if case_id in {".", ".."} or "/" in case_id or "\\" in case_id or case_id.startswith("."):
         raise InputError(None, f"{where}: case id {case_id!r} cannot be a folder name")
+
+
+def _check_baselines(cases: list[Case], source: Path) -> None:
+    """Baselines must not go round in a circle (each would wait for the other), nor share OUT/changes/."""
+    followups = [case for case in cases if case.is_followup]
+    if not followups:
+        return
+    if any(case.case_id.casefold() == CHANGES_FOLDER for case in cases):
+        raise InputError(source, f"case id {CHANGES_FOLDER!r} is taken by the comparisons' folder OUT/{CHANGES_FOLDER}/; "
+                         "rename that case")
+    baseline_of = {case.case_id: case.baseline_case for case in cases}
+    for case in followups:
+        seen, current = [case.case_id], case.baseline_case
+        while current is not None:
+            if current in seen:
+                raise InputError(source, f"baselines go round in a circle: {' -> '.join([*seen, current])}")
+            seen.append(current)
+            current = baseline_of.get(current)
 
 
 def _check_ids(cases: list[Case], source: Path) -> None:

@@ -4,7 +4,11 @@ Guarantees (see DESIGN.md and the ``batch`` section of README.md):
 - a case folder appears only complete (``monai_core.outputs.CaseWriter``); a case whose
   ``report.json`` is complete is never processed again with ``--resume``;
 - ``summary.csv`` is rewritten atomically after every case, so it is always a complete table;
-- without ``--resume``, an OUT that holds results is refused before any work.
+- without ``--resume``, an OUT that holds results is refused before any work;
+- a follow-up (a manifest row with a ``baseline``) is compared with its baseline after its detect,
+  into ``OUT/changes/<case_id>/`` (written as atomically as a case folder, change.json last); it
+  starts once its baseline's row is in, so the comparison always finds the baseline finished or
+  failed; resuming, a follow-up whose detect finished runs only the comparison.
 """
 
 from __future__ import annotations
@@ -14,13 +18,13 @@ import signal
 import sys
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import InputError
-from .cases import Case, find_cases
+from .cases import CHANGES_FOLDER, Case, find_cases
 from .scheduler import Scheduler
-from .summary import Summary, completed_report, failed_row, skipped_row
+from .summary import Summary, completed_change, completed_report, failed_row, skipped_row, with_change
 from .worker import WorkerSettings
 
 __all__ = ["BatchOptions", "run_batch", "EXIT_OK", "EXIT_CASES_FAILED", "EXIT_INTERRUPTED"]
@@ -82,7 +86,8 @@ def prepare_output(out: Path, cases: list[Case], resume: bool):
     except OSError as error:
         raise InputError(out, f"cannot create the output folder ({error.strerror})") from None
     lock = _lock(out)
-    for leftover in out.glob(".*"):  # temporary case folders and summaries of a run that was killed
+    # temporary case and change folders and summaries of a run that was killed
+    for leftover in [*out.glob(".*"), *(out / CHANGES_FOLDER).glob(".*")]:
         if leftover.name.endswith((".partial", ".old")) and leftover.is_dir():
             shutil.rmtree(leftover, ignore_errors=True)
         elif leftover.name.startswith(".summary.") and leftover.name.endswith(".tmp"):
@@ -109,18 +114,30 @@ def _lock(out: Path):
 
 
 def _holds_results(out: Path, cases: list[Case]) -> bool:
+    if any(case.is_followup for case in cases) and (out / CHANGES_FOLDER).exists():
+        return True
     return (out / "summary.csv").exists() or any((out / c.case_id).exists() for c in cases)
 
 
 def _record_known(cases: list[Case], out: Path, summary: Summary, resume: bool) -> list[Case]:
-    """Rows for cases that need no worker (done before, or unusable); returns the cases to run."""
+    """Rows for cases that need no worker (done before, or unusable); returns the cases to run.
+
+    Resuming, a follow-up whose detect finished but whose comparison did not is run for the comparison only.
+    """
     to_run = []
     for case in cases:
         report = completed_report(out / case.case_id) if resume else None
-        if report is not None:
+        if report is not None and case.is_followup:
+            change = completed_change(out / CHANGES_FOLDER / case.case_id)
+            if change is None:
+                to_run.append(replace(case, detect_done=True))
+            else:
+                summary.rows[case.case_id] = with_change(skipped_row(case.case_id, report), case.baseline, change)
+        elif report is not None:
             summary.rows[case.case_id] = skipped_row(case.case_id, report)
         elif case.problem:
-            summary.rows[case.case_id] = failed_row(case.case_id, case.problem, 0.0)
+            row = failed_row(case.case_id, case.problem, 0.0)
+            summary.rows[case.case_id] = with_change(row, case.baseline) if case.is_followup else row
         else:
             to_run.append(case)
     return to_run
@@ -147,7 +164,7 @@ def _run_cases(cases: list[Case], out: Path, options: BatchOptions, summary: Sum
     stop = threading.Event()
     progress.start()
     with _stop_on_ctrl_c(stop, progress):
-        return Scheduler(engine, workers, options.case_timeout, record).run(cases, stop.is_set)
+        return Scheduler(engine, workers, options.case_timeout, record, dict(summary.rows)).run(cases, stop.is_set)
 
 
 def _engine(options: BatchOptions, settings: WorkerSettings, workers: int):

@@ -5,18 +5,22 @@ workers, sends each one a case (and the case it will get next, so that it can re
 reports what workers say (``ready``, ``row``, ``fatal``) or that one ``died``, and kills a worker.
 A case over its time limit is recorded as failed and its worker is killed and replaced, because a
 thread stuck in a C library cannot be stopped any other way.
+
+A follow-up whose baseline is a case of the batch starts only once its baseline's row is in (the
+comparison that ends it needs the baseline's result), and learns then whether its baseline failed.
+Cases are otherwise taken in order; a follow-up that waits lets the cases after it go first.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Protocol
 
 from ..errors import InputError
 from .cases import Case
-from .summary import failed_row
+from .summary import failed_row, with_change
 
 __all__ = ["Engine", "Scheduler"]
 
@@ -41,11 +45,13 @@ class _Slot:
 class Scheduler:
     """Runs cases on ``workers`` workers of ``engine``; ``record`` receives every finished row."""
 
-    def __init__(self, engine: Engine, workers: int, case_timeout: float, record: Callable[[dict], None]) -> None:
+    def __init__(self, engine: Engine, workers: int, case_timeout: float, record: Callable[[dict], None],
+                 finished: dict[str, dict] | None = None) -> None:
         self.engine = engine
         self.workers = workers
         self.case_timeout = case_timeout
-        self.record = record
+        self.on_row = record
+        self.rows: dict[str, dict] = dict(finished or {})  # finished cases (also before this run): baselines
         self.pending: deque[Case] = deque()
         self.slots: list[_Slot] = []
         self.stopping = False
@@ -62,6 +68,7 @@ class Scheduler:
                 for worker, kind, payload in self.engine.poll([s.worker for s in self.slots], self._wait_time()):
                     self._handle(self._slot_of(worker), kind, payload)
                 self._enforce_time_limit()
+                self._assign_idle()
             graceful = True
         finally:
             self.engine.close(graceful)
@@ -75,14 +82,16 @@ class Scheduler:
                 self.pending.appendleft(slot.upcoming)
                 slot.upcoming = None
 
+    def record(self, row: dict) -> None:
+        self.rows[row["case_id"]] = row
+        self.on_row(row)
+
     def _handle(self, slot: _Slot, kind: str, payload) -> None:
         if kind == "ready":
             slot.ready = True
-            self._assign(slot)
         elif kind == "row":
             self.record(payload)
             slot.case = None
-            self._assign(slot)
         elif kind == "fatal":
             message, code = payload
             raise InputError(None, message) if code == 2 else RuntimeError(message)
@@ -90,18 +99,39 @@ class Scheduler:
             if not slot.ready:
                 raise RuntimeError(f"a worker could not start: {payload}")
             if slot.case is not None:
-                self.record(failed_row(slot.case.case_id, f"the worker process died while processing this case ({payload})"))
+                self.record(_failed(slot.case, f"the worker process died while processing this case ({payload})"))
             self._replace(slot)
+
+    def _assign_idle(self) -> None:
+        """Give a case to every idle worker (a row just in may have released follow-ups)."""
+        for slot in self.slots:
+            if slot.case is None:
+                self._assign(slot)
+        waiting = self.pending and not self.stopping and all(s.ready and s.case is None for s in self.slots)
+        if waiting:  # nothing runs and nothing can start: find_cases refuses circular baselines, so a bug
+            raise RuntimeError(f"cases wait for baselines that never finish: {', '.join(c.case_id for c in self.pending)}")
 
     def _assign(self, slot: _Slot) -> None:
         if self.stopping or not slot.ready:
             return
-        case = slot.upcoming or (self.pending.popleft() if self.pending else self._steal())
-        slot.upcoming = self.pending.popleft() if self.pending else None
+        case = slot.upcoming or self._next_ready() or self._steal()
+        slot.upcoming = self._next_ready()
         slot.case = case
         if case is not None:
             slot.since = time.monotonic()
             self.engine.send(slot.worker, case, slot.upcoming)
+
+    def _next_ready(self) -> Case | None:
+        """The first pending case that waits for no baseline, told whether its baseline failed."""
+        for index, case in enumerate(self.pending):
+            if case.baseline_case is not None and case.baseline_case not in self.rows:
+                continue
+            del self.pending[index]
+            baseline = self.rows.get(case.baseline_case) if case.baseline_case else None
+            if baseline is not None and baseline["status"] == "failed":
+                return replace(case, baseline_error=baseline["error"] or "no reason recorded")
+            return case
+        return None
 
     def _steal(self) -> Case | None:
         """Near the end, an idle worker takes the case another worker reserved, rather than wait."""
@@ -117,7 +147,7 @@ class Scheduler:
             if slot.case is not None and now - slot.since > self.case_timeout:
                 self.engine.kill(slot.worker)
                 limit = f"timed out after {self.case_timeout:g} s (--case-timeout); its worker was stopped"
-                self.record(failed_row(slot.case.case_id, limit, now - slot.since))
+                self.record(_failed(slot.case, limit, now - slot.since))
                 self._replace(slot)
 
     def _replace(self, slot: _Slot) -> None:
@@ -134,3 +164,9 @@ class Scheduler:
         """Until the nearest time limit, at most half a second, so that Ctrl-C is seen promptly."""
         busy = [s.since + self.case_timeout - time.monotonic() for s in self.slots if s.case is not None]
         return max(0.01, min([0.5, *busy]))
+
+
+def _failed(case: Case, error: str, seconds: float | None = None) -> dict:
+    """The row of a case its worker could not finish (a follow-up's row names its baseline)."""
+    row = failed_row(case.case_id, error, seconds)
+    return with_change(row, case.baseline) if case.is_followup else row

@@ -12,12 +12,21 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["FIELDS", "Summary", "completed_report", "ok_row", "failed_row", "skipped_row", "one_line", "sequences_used", "series_chosen"]
+__all__ = ["FIELDS", "CHANGE_FIELDS", "Summary", "completed_report", "completed_change", "ok_row", "failed_row",
+           "skipped_row", "with_change", "one_line", "sequences_used", "series_chosen"]
 
+# a follow-up's comparison with its baseline (change.json): column -> how it is read from change.json
+CHANGE_FIELDS = {
+    "volume_change_ml": lambda change: _number(change["volume_change_ml"], 3),
+    "volume_change_percent": lambda change: _number(change["volume_change_percent"], 2),
+    "bidimensional_product_change_percent": lambda change: _number(change["bidimensional_product_change_percent"], 2),
+    "rano_category": lambda change: change["category"],
+    "rano_volumetric_category": lambda change: change["volumetric"]["category"],
+}
 # new columns go at the end, so that readers that index columns by position keep working
 FIELDS = (
     "case_id", "status", "tumor_detected", "tumor_volume_ml", "positive_slices", "seconds", "error", "sequences",
-    "confidence", "flagged", "warnings", "series",
+    "confidence", "flagged", "warnings", "baseline", *CHANGE_FIELDS, "series",
 )
 REPORT_KEYS = ("case_id", "tumor_detected", "tumor_volume_ml", "slices")
 _UMASK = os.umask(0o022)
@@ -31,10 +40,9 @@ def one_line(error: BaseException | str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _row(case_id: str, status: str, report: dict | None = None, seconds: float | None = None, error: str = "",
-         series: str = "") -> dict:
+def _row(case_id: str, status: str, report: dict | None = None, seconds: float | None = None, error: str = "") -> dict:
     row = dict.fromkeys(FIELDS, "")
-    row.update(case_id=case_id, status=status, error=error, series=series)
+    row.update(case_id=case_id, status=status, error=error)
     if seconds is not None:
         row["seconds"] = f"{seconds:.2f}"
     if report is not None:
@@ -68,6 +76,18 @@ def series_chosen(report: dict) -> str:
     return "; ".join(parts)
 
 
+def _number(value, digits: int) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def with_change(row: dict, baseline: str | None, change: dict | None = None) -> dict:
+    """The row of a follow-up: its baseline and, once compared, the change figures and RANO categories."""
+    row = dict(row, baseline=baseline or "")
+    if change is not None:
+        row.update({column: read(change) for column, read in CHANGE_FIELDS.items()})
+    return row
+
+
 def sequences_used(report: dict) -> str:
     """``flair;t1;t1c``, or fewer where the FLAIR stood in for a missing T1 or T1c: a result's inputs at a glance.
 
@@ -83,15 +103,27 @@ def ok_row(case_id: str, report: dict, seconds: float) -> dict:
     return _row(case_id, "ok", report, seconds)
 
 
-def failed_row(case_id: str, error: BaseException | str, seconds: float | None = None, series: str = "") -> dict:
-    """A failed case; ``series`` lists the candidates when its series could not be chosen."""
-    return _row(case_id, "failed", seconds=seconds, error=one_line(error), series=one_line(series, limit=4000))
+def failed_row(case_id: str, error: BaseException | str, seconds: float | None = None, report: dict | None = None,
+               series: str = "") -> dict:
+    """A failed case; ``report`` when detect succeeded and what failed came after it (a follow-up's comparison);
+    ``series`` lists the candidates when a DICOM study's series could not be chosen."""
+    row = _row(case_id, "failed", report, seconds=seconds, error=one_line(error))
+    return dict(row, series=one_line(series, limit=4000)) if series else row
 
 
 def skipped_row(case_id: str, report: dict) -> dict:
     """A case finished by an earlier run: its numbers come from its report.json."""
     seconds = (report.get("timing_s") or {}).get("total_s")
     return _row(case_id, "skipped", report, seconds)
+
+
+def completed_change(change_folder: Path) -> dict | None:
+    """The comparison's change.json when it is complete (compare writes it last), else None."""
+    try:
+        change = json.loads((change_folder / "change.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return change if isinstance(change, dict) and "volumetric" in change else None
 
 
 def completed_report(case_folder: Path) -> dict | None:

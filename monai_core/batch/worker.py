@@ -17,8 +17,8 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..series_choice import AmbiguousSeries
-from .cases import Case
-from .summary import failed_row, ok_row
+from .cases import CHANGES_FOLDER, Case
+from .summary import completed_report, failed_row, ok_row, with_change
 
 __all__ = ["WorkerSettings", "CaseProcessor", "limit_threads", "startup_message"]
 
@@ -94,25 +94,64 @@ class CaseProcessor:
         self.pipeline.segment(blank[: self.pipeline.segmenter_batch])
 
     def process(self, case: Case, upcoming: Case | None = None) -> dict:
-        """Process ``case`` and return its summary row; start reading ``upcoming``, the case sent next."""
+        """Process ``case`` and return its summary row; start reading ``upcoming``, the case sent next.
+
+        A follow-up (a case with a baseline) is then compared with its baseline; its row gets the
+        change, or fails with the comparison's error (its detect outputs stay: they are complete).
+        """
         started = time.perf_counter()
         if case.problem:
-            return failed_row(case.case_id, case.problem, 0.0)
-        reading = self._ahead.pop(case.case_id, None) or _in_thread(self._read, case)
+            return self._row(case, failed_row(case.case_id, case.problem, 0.0))
+        reading = None if case.detect_done else self._ahead.pop(case.case_id, None) or _in_thread(self._read, case)
         self._ahead.clear()  # a case read ahead but given to another worker: its result is dropped
-        if upcoming is not None and not upcoming.problem:
+        if upcoming is not None and not upcoming.problem and not upcoming.detect_done:
             self._ahead[upcoming.case_id] = _in_thread(self._read, upcoming)
         try:
-            study, timing, read_s = reading.result()
-            start = time.perf_counter()
-            report = self._finish(case, study, timing)
-            return ok_row(case.case_id, report, read_s + time.perf_counter() - start)
+            report, seconds = self._detect(case, reading)
         except AmbiguousSeries as error:  # the candidates go into the summary, for the operator to choose
-            return failed_row(case.case_id, error, time.perf_counter() - started, series=error.candidates_text())
+            elapsed = time.perf_counter() - started
+            return self._row(case, failed_row(case.case_id, error, elapsed, series=error.candidates_text()))
         except InputError as error:
-            return failed_row(case.case_id, error, time.perf_counter() - started)
+            return self._row(case, failed_row(case.case_id, error, time.perf_counter() - started))
         except Exception as error:  # noqa: BLE001 - one broken case must not stop the batch
-            return failed_row(case.case_id, f"{type(error).__name__}: {error}", time.perf_counter() - started)
+            return self._row(case, failed_row(case.case_id, f"{type(error).__name__}: {error}", time.perf_counter() - started))
+        if not case.is_followup:
+            return ok_row(case.case_id, report, seconds)
+        return self._compare(case, report, seconds)
+
+    def _detect(self, case: Case, reading: Future | None) -> tuple[dict, float]:
+        """The case's report and the seconds detect took; a follow-up resumed after its detect: the report it left."""
+        if reading is None:
+            report = completed_report(Path(self.settings.out_root) / case.case_id)
+            if report is None:
+                raise InputError(Path(self.settings.out_root) / case.case_id, "its report.json is gone")
+            return report, 0.0
+        study, timing, read_s = reading.result()
+        start = time.perf_counter()
+        report = self._finish(case, study, timing)
+        return report, read_s + time.perf_counter() - start
+
+    def _compare(self, case: Case, report: dict, seconds: float) -> dict:
+        """``tumorseg compare`` of the baseline with this case into OUT/changes/<case_id>/; the row with the change."""
+        from ..compare import compare_cases
+
+        out = Path(self.settings.out_root)
+        start = time.perf_counter()
+        try:
+            if case.baseline_error is not None:
+                raise InputError(None, f"its baseline {case.baseline_case} failed ({case.baseline_error})")
+            baseline = case.baseline_dir or out / case.baseline_case
+            change = compare_cases(baseline, out / case.case_id, out / CHANGES_FOLDER, case.case_id,
+                                   overwrite=self.settings.overwrite)
+        except Exception as error:  # noqa: BLE001 - a failed comparison fails this case alone
+            reason = str(error) if isinstance(error, InputError) else f"{type(error).__name__}: {error}"
+            elapsed = seconds + time.perf_counter() - start
+            return self._row(case, failed_row(case.case_id, f"compare: {reason}", elapsed, report))
+        return self._row(case, ok_row(case.case_id, report, seconds + time.perf_counter() - start), change)
+
+    @staticmethod
+    def _row(case: Case, row: dict, change: dict | None = None) -> dict:
+        return with_change(row, case.baseline, change) if case.is_followup else row
 
     def _read(self, case: Case):
         """Reading and preprocessing: :func:`monai_core.detect.read_case`, timed on its own.

@@ -19,6 +19,11 @@ ROOT_DIR of loose DICOM files (a PACS export) gives one case per StudyInstanceUI
 are chosen as by `tumorseg detect --study`. Unrecognised or duplicate names fail the case instead
 of a silent FLAIR substitution. Each case gets the outputs of `tumorseg detect` in OUT/<case_id>/;
 OUT/summary.csv has one row per case, with its sequences, confidence, flag and warnings.
+A manifest may add a column baseline: the case id of an earlier study of the same patient in
+the manifest, or a case folder `tumorseg detect` finished before. Such a follow-up is compared
+with its baseline after detect (`tumorseg compare`, into OUT/changes/<case_id>/), once its
+baseline's detect has finished; its row adds the volume and bidimensional-product changes and
+the RANO and RANO 2.0 volumetric categories, or fails with the comparison's error.
 Exit code 3 when any case failed."""
 
 

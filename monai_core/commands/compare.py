@@ -22,6 +22,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--case-id", help="name of the output folder (default: <baseline>_to_<followup>)")
     parser.add_argument("--dates", nargs=2, type=_iso_date, metavar=("BASELINE", "FOLLOWUP"),
                         help="study dates YYYY-MM-DD, used when a report has no DICOM StudyDate")
+    parser.add_argument("--dicom-sr", action="store_true",
+                        help="also write change_report.dcm, a DICOM SR (TID 1500) with both studies' measurements and "
+                        "the change, referencing both studies and their SEGs; needs both detected from DICOM with "
+                        "--dicom-seg")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.set_defaults(run=run)
     return parser
@@ -30,7 +34,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     from ..compare import compare_cases
 
-    change = compare_cases(args.baseline, args.followup, args.output, args.case_id, args.dates, args.overwrite)
+    change = compare_cases(args.baseline, args.followup, args.output, args.case_id, args.dates, args.overwrite,
+                           args.dicom_sr)
     before, after = change["baseline"]["measurements"], change["followup"]["measurements"]
     summary = f"{change['case_id']}: volume {before['volume_ml']:.1f} -> {after['volume_ml']:.1f} mL"
     if change["volume_change_percent"] is not None:

@@ -49,7 +49,7 @@ def mined_weights(is_tumour: np.ndarray, fp_pixels: np.ndarray, tumour_fraction:
 
 
 class HardNegativeMiner:
-    """Ignite handler: every ``interval`` epochs (and when a resumed run starts) re-weight ``sampler``.
+    """Ignite handler: every ``interval`` epochs (and before the first epoch of a resumed run) re-weight ``sampler``.
 
     Args:
         items: the training data list (``image`` path and ``tumor`` flag per slice), in sampler order.
@@ -57,6 +57,11 @@ class HardNegativeMiner:
         network, inferer: the segmenter being trained and how to run it.
         tumour_fraction: the share of draws that go to tumour slices.
         interval, start_epoch: mine after epoch ``start_epoch`` and then every ``interval`` epochs.
+
+    The mined weights are not saved in the checkpoint, so a run resumed after epoch ``start_epoch``
+    or later mines before its first epoch. That check runs at the first ``EPOCH_STARTED``, not at
+    ``STARTED``: the resume (``monai_core.checkpoints``) sets the epoch in a ``STARTED`` handler that
+    is attached after this one, so at ``STARTED`` the epoch still reads 0.
     """
 
     def __init__(self, items, sampler, network, inferer, tumour_fraction: float = 0.5, interval: int = 2,
@@ -65,23 +70,26 @@ class HardNegativeMiner:
         self.tumour_fraction, self.interval, self.start_epoch, self.mined_share = tumour_fraction, interval, start_epoch, mined_share
         self.is_tumour = np.array([bool(item["tumor"]) for item in items])
         self._negatives = None  # uint8 (M, 3, 256, 256), read on first use
+        self._first_epoch = True
+        self.mined_after: list[int] = []  # the completed epochs after which the weights were mined
 
     def attach(self, engine) -> None:
         from ignite.engine import Events
 
-        engine.add_event_handler(Events.STARTED, self._on_start)
+        engine.add_event_handler(Events.EPOCH_STARTED, self._on_epoch_start)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._on_epoch)
 
-    def _on_start(self, engine) -> None:
-        if engine.state.epoch >= self.start_epoch:  # a resumed run: the mined weights were not saved
-            self.mine(engine)
+    def _on_epoch_start(self, engine) -> None:
+        first, self._first_epoch = self._first_epoch, False
+        if first and engine.state.epoch - 1 >= self.start_epoch:  # a resumed run: the mined weights were not saved
+            self.mine(engine, after_epoch=engine.state.epoch - 1)
 
     def _on_epoch(self, engine) -> None:
         epoch = engine.state.epoch
         if epoch >= self.start_epoch and (epoch - self.start_epoch) % self.interval == 0 and epoch < engine.state.max_epochs:
-            self.mine(engine)
+            self.mine(engine, after_epoch=epoch)
 
-    def mine(self, engine=None) -> np.ndarray:
+    def mine(self, engine=None, after_epoch: int | None = None) -> np.ndarray:
         if self._negatives is None:
             paths = [item["image"] for item in self.items if not item["tumor"]]
             self._negatives = np.stack([np.asarray(Image.open(p).convert("RGB")).transpose(2, 0, 1) for p in paths])
@@ -90,7 +98,8 @@ class HardNegativeMiner:
         weights = mined_weights(self.is_tumour, fp, self.tumour_fraction, self.mined_share)
         self.sampler.weights = torch.as_tensor(weights, dtype=torch.double)
         hard = int((fp[~self.is_tumour] > 0).sum())
-        epoch = engine.state.epoch if engine is not None else "-"
-        print(f"hard negatives after epoch {epoch}: {hard} of {len(self._negatives)} tumour-free slices with false "
+        if after_epoch is not None:
+            self.mined_after.append(after_epoch)
+        print(f"hard negatives after epoch {after_epoch if after_epoch is not None else '-'}: {hard} of {len(self._negatives)} tumour-free slices with false "
               f"positives, {int(fp.sum())} pixels", flush=True)
         return fp

@@ -83,7 +83,7 @@ def install():
     _wrap(detect, "lesion_warnings", "checks")
     _wrap(pipeline.TumorSegPipeline, "classify", "classify")
     _wrap(pipeline.TumorSegPipeline, "segment", "segment")
-    for name in ("keep_main_components", "clean_up"):  # the clean-up of 0.3.0 and of this version
+    for name in ("keep_main_components", "clean_up", "cleaned_probability"):  # the clean-up of 0.3.0, 0.3.x and 0.4.0
         _wrap(pipeline, name, "segment")
     _wrap(pipeline.TumorSegPipeline, "flipped_segmentation", "confidence")
     for name in ("case_features", "uncertain_slices"):

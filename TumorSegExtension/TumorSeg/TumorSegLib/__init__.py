@@ -2,6 +2,7 @@
 
 - ``engine``: the warm ``monai_core`` engine process that runs the detections;
 - ``errors``: ``TumorSegError``, the one-line failure shown to the user;
+- ``nodewriter``: volumes and segments to the files the engine reads (detect, export, compare);
 - ``comparenodes``: "Compare with prior"'s node conversions (results to case folders, change.json to nodes);
 - ``compareview``: the "Compare with prior" section of the panel;
 - ``studyseries``: the FLAIR, T1 and T1c proposed among the volumes of a loaded DICOM study (by the engine);

@@ -10,7 +10,8 @@ The answer comes back as:
   registration of change.json), so it overlays the current FLAIR;
 - a table node with one row per measurement (prior, current, change) and the two RANO categories.
 
-No image processing here: files are written and read with Slicer's storage nodes.
+No image processing here: files are written and read with Slicer's storage nodes (the writers are
+shared with detect, in nodewriter.py), and every change figure comes from change.json.
 """
 
 import json
@@ -20,17 +21,19 @@ import slicer
 import vtk
 
 from .errors import TumorSegError
+from .nodewriter import writeSegmentLabelmap, writeVolume
 
 CHANGE_SEGMENT_IDS = ("New", "Resolved", "Stable")
 CHANGE_ATTRIBUTE = "TumorSeg.Change"
 CHANGE_TABLE_ROLE = "TumorSegChangeTable"
-# change table rows: (label, measurement key in report.json/change.json, number format)
+# change table rows: (label, measurement key in report.json/change.json, number format, change.json's key of
+# the change in percent or None); the percentages are change.json's, the one place they are computed
 MEASUREMENT_ROWS = (
-    ("Volume (mL)", "volume_ml", "{:.2f}"),
-    ("Longest diameter (mm)", "longest_diameter_mm", "{:.1f}"),
-    ("Perpendicular diameter (mm)", "perpendicular_diameter_mm", "{:.1f}"),
-    ("Bidimensional product (mm2)", "bidimensional_product_mm2", "{:.0f}"),
-    ("Mean diameter (mm)", "mean_diameter_mm", "{:.1f}"),
+    ("Volume (mL)", "volume_ml", "{:.2f}", "volume_change_percent"),
+    ("Longest diameter (mm)", "longest_diameter_mm", "{:.1f}", None),
+    ("Perpendicular diameter (mm)", "perpendicular_diameter_mm", "{:.1f}", None),
+    ("Bidimensional product (mm2)", "bidimensional_product_mm2", "{:.0f}", "bidimensional_product_change_percent"),
+    ("Mean diameter (mm)", "mean_diameter_mm", "{:.1f}", None),
 )
 
 
@@ -44,8 +47,8 @@ def writeCaseFolder(folder, flairNode, segmentationNode, report, tumorSegmentId,
     folder = Path(folder)
     folder.mkdir(parents=True)
     flairPath = folder / f"flair{extension}"
-    _writeVolume(flairNode, flairPath)
-    _writeSegmentLabelmap(segmentationNode, tumorSegmentId, flairNode, folder / "segmentation.nii.gz")
+    writeVolume(flairNode, flairPath)
+    writeSegmentLabelmap(segmentationNode, tumorSegmentId, flairNode, folder / "segmentation.nii.gz")
     report = dict(report or {})
     inputs = dict(report.get("inputs") or {})
     inputs.update(flair=str(flairPath), t1=None, t1c=None)
@@ -78,31 +81,26 @@ def studyDicomAttributes(volumeNode):
     return found
 
 
-def _writeVolume(volumeNode, path):
-    storageNode = slicer.vtkMRMLVolumeArchetypeStorageNode()
-    storageNode.SetFileName(str(path))
-    storageNode.SetUseCompression(False)
-    if not storageNode.WriteData(volumeNode):
-        raise TumorSegError(f"Could not write volume '{volumeNode.GetName()}' to {path}.")
+def priorNodeProblem(prior, flairNode, segmentationNode):
+    """Why a node cannot be the prior of the current result (None when it can): it must be another study's.
 
-
-def _writeSegmentLabelmap(segmentationNode, segmentId, referenceNode, path):
-    """The segment as a 0/1 labelmap on ``referenceNode``'s grid (Slicer's export), written to ``path``."""
-    if segmentationNode.GetSegmentation().GetSegment(segmentId) is None:
-        raise TumorSegError(f"'{segmentationNode.GetName()}' has no '{segmentId}' segment.")
-    scene = segmentationNode.GetScene()
-    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__TumorSegCompareExport__")
-    try:
-        segmentIds = vtk.vtkStringArray()
-        segmentIds.InsertNextValue(segmentId)
-        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentationNode, segmentIds, labelmap, referenceNode):
-            raise TumorSegError(f"Could not export the '{segmentId}' segment on the grid of '{referenceNode.GetName()}'.")
-        _writeVolume(labelmap, path)
-    finally:
-        displayNode = labelmap.GetDisplayNode()
-        scene.RemoveNode(labelmap)
-        if displayNode:
-            scene.RemoveNode(displayNode)
+    A labelmap is not a FLAIR (a volume selector offers it, being a scalar volume), and the current
+    FLAIR, the current result or any result on the current FLAIR would compare the study with itself.
+    """
+    name = prior.GetName()
+    if prior.IsA("vtkMRMLLabelMapVolumeNode"):
+        return f"'{name}' is a labelmap: choose the prior study's FLAIR or its TumorSeg result."
+    if prior is flairNode:
+        return f"'{name}' is the current FLAIR: choose the prior study's FLAIR or its TumorSeg result."
+    if prior is segmentationNode:
+        return f"'{name}' is the current result: choose the prior study's FLAIR or its TumorSeg result."
+    if prior.IsA("vtkMRMLSegmentationNode"):
+        reference = prior.GetNodeReference(slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole())
+        if reference is not None and reference is flairNode:
+            return f"'{name}' is a result on the current FLAIR: choose the prior study's result."
+    elif not prior.IsA("vtkMRMLScalarVolumeNode"):
+        return f"'{name}' is neither a FLAIR volume nor a TumorSeg result."
+    return None
 
 
 def priorFolderProblem(folder):
@@ -163,14 +161,13 @@ def changeRows(change):
         return "-" if value is None else form.format(value)
 
     rows = []
-    for label, key, form in MEASUREMENT_ROWS:
+    for label, key, form, percentKey in MEASUREMENT_ROWS:
         b, a = before.get(key), after.get(key)
-        difference = "-"
-        if b is not None and a is not None:
-            difference = form.replace("{:", "{:+").format(a - b)
-            if b:
-                difference += f" ({100.0 * (a - b) / b:+.0f}%)"
-        rows.append((label, shown(b, form), shown(a, form), difference))
+        parts = [form.replace("{:", "{:+").format(a - b)] if b is not None and a is not None else []
+        percent = change.get(percentKey) if percentKey else None
+        if percent is not None:  # e.g. -100% for a lesion that resolved, whose diameters are none
+            parts.append(f"({percent:+.0f}%)" if parts else f"{percent:+.0f}%")
+        rows.append((label, shown(b, form), shown(a, form), " ".join(parts) or "-"))
     changeMap = change.get("change_map") or {}
     for label, key in (("New (mL)", "new_ml"), ("Resolved (mL)", "resolved_ml"), ("Stable (mL)", "stable_ml")):
         rows.append((label, "", "", shown(changeMap.get(key), "{:.2f}")))
