@@ -99,3 +99,86 @@ def test_files_come_from_the_dicom_database_when_slicer_has_one(scene):
     assert studyseries.dicomFiles(node, database.get) == [database[uid] for uid in uids]
     stored = studyseries.dicomFiles(node)
     assert len(stored) == len(uids) and all(Path(f).name.startswith("IM") for f in stored)
+
+
+# --------------------------------------------------------------------------- the panel: propose, show why, let the user change
+
+
+class Timer:
+    """qt.QTimer's part the view uses; the test fires it by calling the view's slot."""
+
+    def __init__(self):
+        self.interval, self.started, self.slots = 0, 0, []
+
+    def setSingleShot(self, single):
+        self.single = single
+
+    def connect(self, signal, slot):
+        self.slots.append(slot)
+
+    def start(self):
+        self.started += 1
+
+
+@pytest.fixture
+def panel(scene, monkeypatch):
+    """The study choice of the panel over the real scene, logic and engine (Qt widgets are recording stand-ins)."""
+    import contextlib
+    import types
+
+    import qt
+    import slicer_widgets
+
+    from TumorSegLib.studyview import StudySeriesView
+
+    scene, nodes, others = scene
+    dialogs = slicer_widgets.install(monkeypatch, scene)
+    monkeypatch.setattr(qt, "QTimer", Timer, raising=False)
+    monkeypatch.setattr(slicer.util, "WaitCursor", contextlib.nullcontext)
+    parameters = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
+    observed = []
+    widget = types.SimpleNamespace(ui=types.SimpleNamespace(inputsFormLayout=slicer_widgets.Widget()),
+                                   logic=TumorSeg.TumorSegLogic(), _parameterNode=parameters, _running=False,
+                                   addObserver=lambda *args: observed.append(args))
+    roles = {"flair": TumorSeg.FLAIR_ROLE, "t1": TumorSeg.T1_ROLE, "t1c": TumorSeg.T1C_ROLE}
+    view = StudySeriesView(widget, roles)
+    yield types.SimpleNamespace(view=view, parameters=parameters, nodes=nodes, others=others, roles=roles,
+                                dialogs=dialogs, observed=observed)
+    scene.RemoveNode(parameters)
+
+
+def chosen(panel) -> dict:
+    return {role: panel.parameters.GetNodeReference(reference) for role, reference in panel.roles.items()}
+
+
+def test_the_panel_proposes_shows_why_and_keeps_the_users_choice(panel):
+    view, nodes = panel.view, panel.nodes
+    assert [args[1] for args in panel.observed] == [slicer.vtkMRMLScene.NodeAddedEvent]  # loading a study is seen
+    view.onNodeAdded()
+    assert view.timer.started == 1  # many nodes arrive: one proposal once they have
+    view.onVolumesAdded()  # the study loaded last has no FLAIR: nothing is proposed, and no dialog interrupts
+    assert chosen(panel) == {"flair": None, "t1": None, "t1c": None} and panel.dialogs.errors == []
+
+    panel.parameters.SetNodeReferenceID(TumorSeg.FLAIR_ROLE, nodes[301].GetID())  # a volume of the first study
+    view.button.click()  # "Choose series from study": that volume's study
+    assert chosen(panel) == {role: nodes[n] for role, n in SERIES_ROLES.items()}
+    assert view.label.visible and view.label.text.startswith("FLAIR: 701: T2W_FLAIR_TRA (description")
+    assert "taken as post-contrast" in view.label.text and "Not used: " in view.label.text
+
+    view.userChanged()  # the user picks the 3D coronal T1 instead
+    panel.parameters.SetNodeReferenceID(TumorSeg.T1_ROLE, nodes[1101].GetID())
+    view.onVolumesAdded()  # more volumes arrive: the user's choice stays
+    assert chosen(panel)["t1"] is nodes[1101] and chosen(panel)["flair"] is nodes[701]
+
+    view.button.click()  # asked again: the proposal replaces it
+    assert chosen(panel)["t1"] is nodes[901]
+    assert panel.dialogs.errors == []
+
+
+def test_the_button_on_a_study_without_flair_shows_the_error(panel):
+    panel.parameters.SetNodeReferenceID(TumorSeg.FLAIR_ROLE, panel.others[901].GetID())
+    panel.view.userChanged()
+    panel.view.button.click()
+    [error] = panel.dialogs.errors
+    assert "no FLAIR series found" in error
+    assert chosen(panel)["flair"] is panel.others[901]  # nothing changed
