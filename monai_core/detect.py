@@ -20,6 +20,7 @@ from .outputs import CaseWriter, case_folder_ready, write_json_atomic, write_mas
 from .pipeline import TumorSegPipeline
 from .quality import case_features, uncertain_slices
 from .progress import Progress
+from .series_choice import StudyChoice
 from .study import Study, is_kaggle_case, load_kaggle_case, load_volumes
 
 KAGGLE_VOXEL_ML = 0.94 * 0.94 * 5.0 / 1000  # a Kaggle slice stack has no spacing: about 0.94 mm pixels, 5 mm slices
@@ -28,11 +29,12 @@ __all__ = ["detect_case", "detect_folder", "read_case", "finish_case", "load_stu
 
 
 def load_study(
-    kaggle_dir=None, flair=None, t1=None, t1c=None, case_id=None, progress: Progress | None = None, series_uids=None
+    kaggle_dir=None, flair=None, t1=None, t1c=None, case_id=None, progress: Progress | None = None, series_uids=None,
+    choice: StudyChoice | None = None,
 ) -> Study:
-    """A Study from a Kaggle folder or from scanner volumes (exactly one of the two)."""
-    if (kaggle_dir is None) == (flair is None):
-        raise InputError(None, "give either a Kaggle case folder or --flair")
+    """A Study from a Kaggle folder, from scanner volumes, or from the series chosen in a DICOM study (one of the three)."""
+    if (kaggle_dir is not None) + (flair is not None) + (choice is not None) != 1:
+        raise InputError(None, "give either a Kaggle case folder, --flair or --study")
     with warnings.catch_warnings():
         # readers warn about what they repair (pydicom, PIL, numpy); a problem that matters is an InputError
         warnings.simplefilter("ignore")
@@ -40,7 +42,7 @@ def load_study(
             if not is_kaggle_case(kaggle_dir):
                 raise InputError(kaggle_dir, "not a Kaggle-layout case folder (no <case>_1.tif); use --flair for volumes")
             return load_kaggle_case(kaggle_dir, case_id)
-        return load_volumes(flair, t1, t1c, case_id, progress, series_uids)
+        return load_volumes(flair, t1, t1c, case_id, progress, series_uids, choice)
 
 
 def slices_summary(report: dict) -> str:
@@ -126,15 +128,19 @@ def detect_case(
     progress: Progress | None = None,
     series_uids: dict[str, str] | None = None,
     dicom_sr: bool = False,
+    choice: StudyChoice | None = None,
 ) -> dict:
     """Run the whole pipeline on one study and write ``out_root/<case_id>/``; returns the report.
 
-    ``series_uids`` picks the series of each sequence when its path is a DICOM study folder.
-    ``dicom_sr`` adds measurements.dcm, which references the SEG and so needs ``dicom_seg``.
+    ``series_uids`` picks the series of each sequence when its path is a DICOM folder of several
+    series; ``choice`` (:func:`monai_core.series_choice.choose_series`) gives the series chosen
+    in a whole DICOM study instead of paths. ``dicom_sr`` adds measurements.dcm, which references
+    the SEG and so needs ``dicom_seg``.
     """
     if dicom_sr and not dicom_seg:
         raise InputError(None, "--dicom-sr needs --dicom-seg: the SR references the DICOM-SEG's segment")
-    study, timing = read_case(out_root, kaggle_dir, flair, t1, t1c, case_id, dicom_seg, overwrite, progress, series_uids)
+    study, timing = read_case(out_root, kaggle_dir, flair, t1, t1c, case_id, dicom_seg, overwrite, progress, series_uids,
+                              choice)
     return finish_case(pipeline, study, timing, out_root, seg_nrrd, overlay, dicom_seg, overwrite, progress,
                        dicom_sr)
 
@@ -168,6 +174,7 @@ def read_case(
     overwrite: bool = False,
     progress: Progress | None = None,
     series_uids: dict[str, str] | None = None,
+    choice: StudyChoice | None = None,
 ) -> tuple[Study, dict]:
     """The first half of :func:`detect_case`: check the request and load the study (no network needed).
 
@@ -176,11 +183,11 @@ def read_case(
     """
     progress = progress or (lambda *a: None)
     started = time.perf_counter()
-    if dicom_seg and (flair is None or not Path(flair).is_dir()):
+    if dicom_seg and choice is None and (flair is None or not Path(flair).is_dir()):
         raise InputError(flair or kaggle_dir, "--dicom-seg needs the FLAIR as a DICOM series folder")
     if case_id is not None:
         case_folder_ready(out_root, case_id, overwrite)  # fail before the work, not after
-    study = load_study(kaggle_dir, flair, t1, t1c, case_id, progress, series_uids)
+    study = load_study(kaggle_dir, flair, t1, t1c, case_id, progress, series_uids, choice)
     case_folder_ready(out_root, study.case_id, overwrite)
     return study, {"load_s": time.perf_counter() - started, **study.timing}
 
@@ -218,16 +225,15 @@ def finish_case(
             write_overlay_png(study.slices, model_masks, prediction.positive, folder / "overlay.png")
         quality = assess_quality(study, prediction, mask, pipeline)
         flair_uid = (study.inputs.get("series_uids") or {}).get("flair")
-        seg_note = (
-            _write_dicom_seg(study.inputs["flair"], flair_uid, mask, pipeline, folder, quality["flagged"]) if dicom_seg else None
-        )
+        source = study.flair_series or study.inputs["flair"]  # the datasets read with the FLAIR: not decoded again
+        seg_note = _write_dicom_seg(source, flair_uid, mask, pipeline, folder, quality["flagged"]) if dicom_seg else None
         timing["total_s"] = timing["load_s"] + time.perf_counter() - started
         report = build_report(study, prediction, mask, pipeline, timing, quality)
         if seg_note is not None:
             report["dicom_seg"] = seg_note
         if dicom_sr:  # after the SEG, which it references, and after the measurements it holds
-            report["dicom_sr"] = _write_dicom_sr(study.inputs["flair"], flair_uid, report["measurements"], pipeline,
-                                                 folder, quality["flagged"])
+            report["dicom_sr"] = _write_dicom_sr(source, flair_uid, report["measurements"], pipeline, folder,
+                                                 quality["flagged"])
         write_json_atomic(folder / "report.json", report)  # last: its presence marks the case complete
     for item in report["quality"]["warnings"]:
         progress("warning", 1.0, f"{item['message']} [{item['code']}]")
@@ -236,17 +242,22 @@ def finish_case(
     return report
 
 
+def _source_datasets(flair, series_uid) -> list:
+    """The FLAIR series' sorted datasets: ``flair`` is its DicomSeries, or a folder to read them from."""
+    from .io.dicom import DicomSeries, read_series
+
+    return (flair if isinstance(flair, DicomSeries) else read_series(flair, series_uid)).datasets
+
+
 def _write_dicom_seg(flair, series_uid, mask: sitk.Image, pipeline: TumorSegPipeline, folder: Path, low_confidence: bool) -> dict:
     """DICOM-SEG referencing the FLAIR series' own instances (see monai_core.dicom_seg)."""
     from .dicom_seg import EmptySegmentationError, write_dicom_seg
-    from .io.dicom import read_series
 
-    series = read_series(flair, series_uid)
     identity = pipeline.identity
     try:
         write_dicom_seg(
             sitk.GetArrayFromImage(mask).astype(np.uint8),
-            series.datasets,
+            _source_datasets(flair, series_uid),
             folder / "segmentation.dcm",
             algorithm_name=identity.get("name") or "TumorSeg",
             algorithm_version=identity.get("version") or "unknown",
@@ -261,14 +272,13 @@ def _write_dicom_sr(flair, series_uid, measurements: dict, pipeline: TumorSegPip
                     low_confidence: bool) -> dict:
     """TID 1500 measurement report referencing segmentation.dcm and the FLAIR series (see monai_core.dicom_sr)."""
     from .dicom_sr import EmptyMeasurementsError, write_measurement_report
-    from .io.dicom import read_series
 
     identity = pipeline.identity
     try:
         write_measurement_report(
             measurements,
             folder / "segmentation.dcm",
-            read_series(flair, series_uid).datasets,
+            _source_datasets(flair, series_uid),
             folder / "measurements.dcm",
             algorithm_name=identity.get("name") or "TumorSeg",
             algorithm_version=identity.get("version") or "unknown",

@@ -17,7 +17,9 @@ from PIL import Image
 from .data.lgg import find_slices
 from .errors import InputError
 from .checks import geometry_warnings, registration_metric, sequence_warnings
-from .io.volumes import read_volume, series_identity
+from .io.dicom import DicomSeries
+from .io.volumes import read_source, series_identity
+from .series_choice import StudyChoice
 from .preprocess import (
     MODEL_SIZE,
     TRAINING_ORIENTATION,
@@ -46,6 +48,7 @@ class Study:
     grid: sitk.Image | None = None
     timing: dict = field(default_factory=dict)
     warnings: list[dict] = field(default_factory=list)  # input checks (monai_core.checks)
+    flair_series: DicomSeries | None = None  # a DICOM FLAIR's sorted datasets, for DICOM-SEG and SR
 
     def mask_on_input_grid(self, probability: np.ndarray, threshold: float) -> np.ndarray | sitk.Image:
         """Threshold model-space probabilities and map them onto the output grid."""
@@ -104,21 +107,30 @@ def load_volumes(
     case_id: str | None = None,
     progress: Callable[[str, float, str], None] | None = None,
     series_uids: dict[str, str] | None = None,
+    choice: StudyChoice | None = None,
 ) -> Study:
     """Scanner volumes: T1 and T1c are registered to the FLAIR; all go onto the FLAIR's model grid.
 
     ``series_uids`` maps "flair", "t1", "t1c" to the SeriesInstanceUID to read when the path is a
-    DICOM study folder holding several series.
+    DICOM folder holding several series. ``choice`` (from :func:`monai_core.series_choice.choose_series`)
+    gives a whole study's series instead: each is read from its own files, and report.json
+    records why it was chosen. Each series is decoded once; the FLAIR's datasets stay on the
+    Study for a DICOM-SEG.
     """
     import time
 
     progress = progress or (lambda *a: None)
+    uids = dict(series_uids or {})
+    sources = {"flair": flair, "t1": t1, "t1c": t1c}
+    if choice is not None:
+        uids = choice.uids()
+        sources = {role: choice[role].files if choice[role] else None for role in sources}
+        flair, t1, t1c = (choice.root if sources[role] else None for role in ("flair", "t1", "t1c"))
     timing = {}
     start = time.perf_counter()
     progress("load", 0.0, f"reading {Path(flair).name}")
-    uids = series_uids or {}
-    flair_image = read_volume(flair, uids.get("flair"))
-    others = {name: read_volume(path, uids.get(name)) for name, path in (("t1", t1), ("t1c", t1c)) if path}
+    flair_image, flair_series = read_source(sources["flair"], uids.get("flair"))
+    others = {name: read_source(sources[name], uids.get(name))[0] for name in ("t1", "t1c") if sources[name]}
     timing["read_s"] = time.perf_counter() - start
 
     grid = model_grid(flair_image)
@@ -133,20 +145,20 @@ def load_volumes(
         channels[name] = intensity_window(to_model_space(image, grid, transform))
     timing["register_s"] = time.perf_counter() - start
     warnings = geometry_warnings(flair_image)
-    warnings += sequence_warnings(channels, registration, sitk.GetArrayViewFromImage(flair_image))
+    warnings += sequence_warnings(channels, registration, flair_image)
     # a missing sequence is replaced by FLAIR, as in the training data
     stack = np.stack([channels.get("t1", flair_channel), flair_channel, channels.get("t1c", flair_channel)], axis=1)
     # absolute (links kept as given), so that tumorseg compare finds the FLAIR again from any working folder
     inputs = {name: str(Path(path).absolute()) if path else None for name, path in (("flair", flair), ("t1", t1), ("t1c", t1c))}
     if uids:
         inputs["series_uids"] = {name: uids.get(name) for name in ("flair", "t1", "t1c")}
-        if getattr(uids, "choice", None):  # why --study took each series (io.dicom.SeriesUids)
-            inputs["series_choice"] = uids.choice
+    if choice is not None:
+        inputs["series_choice"] = choice.report()
     identity = series_identity(flair_image)
     if identity:
         inputs["dicom"] = identity  # the FLAIR's patient and study: DICOM-SEG and PACS need them
     name = case_id or _case_name(Path(flair))
-    return Study(name, np.ascontiguousarray(stack), inputs, flair_image, grid, timing, warnings)
+    return Study(name, np.ascontiguousarray(stack), inputs, flair_image, grid, timing, warnings, flair_series)
 
 
 def _case_name(path: Path) -> str:

@@ -27,7 +27,9 @@ from pydicom.uid import (
 
 from conftest import save_enhanced_mr
 from monai_core.errors import InputError
-from monai_core.io.dicom import list_series, read_series, select_series, series_role
+from monai_core.io.dicom import read_series
+from monai_core.io.dicom_headers import list_series
+from monai_core.series_choice import choose_series, series_role
 
 SAMPLE = Path(__file__).parent / "data" / "dicom" / "PGBM-001_T1post"
 N_SLICES, ROWS, COLUMNS = 12, 320, 260
@@ -291,7 +293,7 @@ def make_study(root: Path, descriptions: dict[str, str]) -> dict[str, str]:
 
 def test_select_series_picks_flair_t1_t1c(tmp_path):
     uids = make_study(tmp_path, {"AX T2 FLAIR": "", "T1 pre": "", "T1post": "B T1 AXIAL SE +", "DWI": ""})
-    chosen = select_series(tmp_path)
+    chosen = choose_series(tmp_path)
     assert chosen["flair"].series_uid == uids["AX T2 FLAIR"]
     assert chosen["t1"].series_uid == uids["T1 pre"]
     assert chosen["t1c"].series_uid == uids["T1post"]
@@ -299,34 +301,34 @@ def test_select_series_picks_flair_t1_t1c(tmp_path):
 
 def test_select_series_without_t1_gives_none(tmp_path):
     make_study(tmp_path, {"FLAIR": ""})
-    chosen = select_series(tmp_path)
+    chosen = choose_series(tmp_path)
     assert chosen["t1"] is None and chosen["t1c"] is None
 
 
 def test_ambiguous_flair_lists_candidates_and_override_resolves_it(tmp_path):
     uids = make_study(tmp_path, {"AX FLAIR": "", "SAG 3D FLAIR": "", "T1": ""})
     with pytest.raises(InputError) as error:
-        select_series(tmp_path)
+        choose_series(tmp_path)
     message = str(error.value)
     assert "several series look like FLAIR" in message and "--flair-series" in message
     assert uids["AX FLAIR"] in message and uids["SAG 3D FLAIR"] in message
-    chosen = select_series(tmp_path, flair=uids["SAG 3D FLAIR"])
+    chosen = choose_series(tmp_path, flair=uids["SAG 3D FLAIR"])
     assert chosen["flair"].series_uid == uids["SAG 3D FLAIR"] and chosen["t1"].series_uid == uids["T1"]
 
 
 def test_no_flair_is_refused(tmp_path):
     make_study(tmp_path, {"T1 pre": "", "T1 post": ""})
     with pytest.raises(InputError, match="no FLAIR series found"):
-        select_series(tmp_path)
+        choose_series(tmp_path)
 
 
 def test_unknown_override_uid_is_refused(tmp_path):
     make_study(tmp_path, {"FLAIR": ""})
     with pytest.raises(InputError, match="--t1c-series 1.2.3 is not an MR series"):
-        select_series(tmp_path, t1c="1.2.3")
+        choose_series(tmp_path, t1c="1.2.3")
 
 
 def test_patterns_can_be_overridden(tmp_path):
     uids = make_study(tmp_path, {"DARKFLUID_AX": "", "SE_T1": ""})
-    chosen = select_series(tmp_path, patterns={"flair": r"darkfluid"})
+    chosen = choose_series(tmp_path, patterns={"flair": r"darkfluid"})
     assert chosen["flair"].series_uid == uids["DARKFLUID_AX"]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import DATA, KAGGLE, RAW
+from conftest import BET, DATA, KAGGLE, RAW
 from monai_core.checks import lesion_warnings
 from monai_core.study import load_kaggle_case, load_volumes
 
@@ -106,3 +106,39 @@ def test_every_warning_is_one_line():
     study = load_volumes(RAW / "flair.nii.gz")
     for w in study.warnings:
         assert set(w) == {"code", "message"} and "\n" not in w["message"] and w["message"]
+
+
+# --------------------------------------------------------------------------- skull and scalp, registration (issue 25)
+
+
+def zeroed_background(image: sitk.Image) -> sitk.Image:
+    """The whole head with every voxel outside it set to zero, as some scanners write it."""
+    head = sitk.BinaryFillhole(sitk.BinaryMorphologicalClosing(image > 0.05 * float(np.percentile(
+        sitk.GetArrayViewFromImage(image), 99)), [2, 2, 0]))
+    return image * sitk.Cast(head, sitk.sitkFloat32)
+
+
+def test_a_whole_head_with_a_zero_background_is_not_called_skull_stripped(tmp_path):
+    flair = sitk.ReadImage(str(RAW / "flair.nii.gz"), sitk.sitkFloat32)
+    zeroed = zeroed_background(flair)
+    assert float(np.mean(sitk.GetArrayViewFromImage(zeroed) == 0)) > 0.35  # what the old rule took for stripping
+    assert not {"skull_stripped"} & set(codes(load_volumes(write(zeroed, tmp_path / "flair.nii.gz"))))
+
+
+def test_real_skull_stripped_scans_are_recognised():
+    for patient in ("TCGA-FG-6692", "TCGA-DU-7294"):
+        assert "skull_stripped" in codes(load_volumes(BET / patient / "flair.nii.gz"))
+
+
+def test_co_registered_skull_stripped_sequences_align():
+    """The BraTS Toolkit registered these sequences to each other: registration_poor must stay quiet."""
+    for patient in ("TCGA-FG-6692", "TCGA-DU-7294"):
+        folder = BET / patient
+        study = load_volumes(folder / "flair.nii.gz", folder / "t1.nii.gz", folder / "t1c.nii.gz")
+        assert "registration_poor" not in codes(study), patient
+
+
+def test_a_misregistered_skull_stripped_t1_is_still_found():
+    """Another patient's skull-stripped T1 and T1c: on the same atlas grid, but not the same head."""
+    study = load_volumes(BET / "TCGA-FG-6692" / "flair.nii.gz", BET / "TCGA-DU-7294" / "t1.nii.gz")
+    assert "registration_poor" in codes(study)

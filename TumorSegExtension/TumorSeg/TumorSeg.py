@@ -36,6 +36,8 @@ from TumorSegLib.compareview import CompareView
 from TumorSegLib.engine import Engine, sharedEngine, stopSharedEngine
 from TumorSegLib.errors import TumorSegError
 from TumorSegLib.nodewriter import writeSegmentLabelmap, writeVolume
+from TumorSegLib import studyseries
+from TumorSegLib.studyview import StudySeriesView
 
 # Standard terminology of the result segment (serialized as Slicer's terminology logic does):
 # category Morphologically Altered Structure (SCT 49755003), type Neoplasm (SCT 108369006),
@@ -148,6 +150,7 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.hide()
         self.ui.statusLabel.text = self._versionProblem or ""
         self.compareView = CompareView(self, OUTPUT_ROLE, FLAIR_ROLE, TUMOR_SEGMENT_ID)  # "Compare with prior"
+        self.studyView = StudySeriesView(self, {"flair": FLAIR_ROLE, "t1": T1_ROLE, "t1c": T1C_ROLE})  # whole studies
         self.initializeParameterNode()
 
     def cleanup(self):
@@ -175,7 +178,7 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def initializeParameterNode(self):
         self.setParameterNode(self.logic.getParameterNode())
-        if not self._parameterNode.GetNodeReference(FLAIR_ROLE):
+        if not self._parameterNode.GetNodeReference(FLAIR_ROLE) and not self.studyView.propose(quiet=True):
             firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
             if firstVolumeNode:
                 self._parameterNode.SetNodeReferenceID(FLAIR_ROLE, firstVolumeNode.GetID())
@@ -205,6 +208,7 @@ class TumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def updateParameterNodeFromGUI(self, caller=None, event=None):
         if self._parameterNode is None or self._updatingGUIFromParameterNode:
             return
+        self.studyView.userChanged()
         wasModified = self._parameterNode.StartModify()
         self._parameterNode.SetNodeReferenceID(FLAIR_ROLE, self.ui.flairSelector.currentNodeID)
         self._parameterNode.SetNodeReferenceID(T1_ROLE, self.ui.t1Selector.currentNodeID)
@@ -563,6 +567,17 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
         ijk[cls.axialAxis(volumeNode)] = float(cls.sliceIJKIndex(volumeNode, sliceIndex))
         matrix = cls.ijkToRasMatrix(volumeNode)
         return tuple(sum(matrix[row][c] * v for c, v in enumerate(ijk + [1.0])) for row in range(3))
+
+    def proposeSeries(self, referenceNode=None):
+        """FLAIR, T1 and T1c among the DICOM volumes of ``referenceNode``'s study (or the scene), with the reasons.
+
+        The engine's series choice (``tumorseg choose-series``, as ``detect --study``) runs on the
+        volumes' DICOM files; returns a ``TumorSegLib.studyseries.SeriesProposal``.
+        """
+        scene = referenceNode.GetScene() if referenceNode is not None else slicer.mrmlScene
+        volumes = studyseries.studyVolumes(scene, referenceNode)
+        chooser = studyseries.engineChooser(self.pythonExecutable(), self.engineDirectory())
+        return studyseries.proposeSeries(volumes, chooser)
 
     @staticmethod
     def dicomInstanceUIDs(volumeNode):

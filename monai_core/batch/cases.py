@@ -1,8 +1,10 @@
-"""The cases of a batch: from a folder of case folders or from a CSV manifest.
+"""The cases of a batch: from a folder of case folders, a folder of DICOM files, or a CSV manifest.
 
 Everything here runs before any work starts, so that a malformed manifest or duplicate case ids
 stop the batch with exit code 2 instead of surfacing half-way through. A case whose files are
 merely missing or unreadable is not an error here: it fails on its own and the batch goes on.
+A whole DICOM study becomes a case whose series are chosen in its worker, by the same rule as
+``detect --study`` (``monai_core.series_choice``), so that an ambiguous study fails alone.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import InputError
+from ..io.dicom_headers import dicom_files, is_dicom_file, list_series
 
-__all__ = ["Case", "CHANGES_FOLDER", "find_cases", "read_manifest", "scan_folder"]
+__all__ = ["Case", "CHANGES_FOLDER", "find_cases", "read_manifest", "scan_folder", "group_studies"]
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 SEQUENCES = ("flair", "t1", "t1c")
@@ -31,13 +34,15 @@ NAMES = {
 MSD_CHANNELS = ("flair", "t1", "t1c", "t2")
 CHANNEL = re.compile(r"\d{4}")
 MANIFEST_COLUMNS = ("case_id", "flair", "t1", "t1c")
+# optional: a DICOM study folder (series chosen as by detect --study) and SeriesInstanceUIDs per sequence
+MANIFEST_DICOM_COLUMNS = ("study", "flair_series", "t1_series", "t1c_series")
 BASELINE_COLUMN = "baseline"  # optional: the earlier study a case is compared with (tumorseg compare)
 CHANGES_FOLDER = "changes"  # OUT/changes/<case_id>/: the comparison of each follow-up case with its baseline
 
 
 @dataclass(frozen=True)
 class Case:
-    """One study to process. Exactly one of ``kaggle_dir`` and ``flair`` is set, unless ``problem`` says why not."""
+    """One study to process. Exactly one of ``kaggle_dir``, ``flair`` and ``study`` is set, unless ``problem`` says why not."""
 
     case_id: str
     kaggle_dir: str | None = None
@@ -45,6 +50,16 @@ class Case:
     t1: str | None = None
     t1c: str | None = None
     problem: str | None = None  # found but unusable: recorded as failed without running
+    study: str | None = None  # a whole DICOM study: its folder, or the folder its ``files`` are under
+    files: tuple[str, ...] = ()  # the study's files, when grouped from a folder of many studies
+    flair_series: str | None = None  # SeriesInstanceUIDs named by a manifest
+    t1_series: str | None = None
+    t1c_series: str | None = None
+
+    def series_uids(self) -> dict[str, str]:
+        """{sequence: SeriesInstanceUID} that the manifest named."""
+        uids = {"flair": self.flair_series, "t1": self.t1_series, "t1c": self.t1c_series}
+        return {role: uid for role, uid in uids.items() if uid}
     # a follow-up (manifest column "baseline"): compared, after detect, with a case of the batch or a case folder
     baseline: str | None = None  # the manifest's value, shown in summary.csv
     baseline_case: str | None = None  # a case id of this batch: this case waits for its detect
@@ -62,6 +77,8 @@ def find_cases(source: str | Path, exclude: Path | None = None) -> list[Case]:
     source = Path(source)
     if source.is_file() and source.suffix.lower() == ".csv":
         cases = read_manifest(source)
+    elif source.is_dir() and _is_dicom_export(source):
+        cases = group_studies(source, exclude)
     elif source.is_dir():
         cases = scan_folder(source, exclude)
     elif source.exists():
@@ -86,9 +103,11 @@ def read_manifest(path: Path) -> list[Case]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as stream:
             reader = csv.DictReader(stream)
-            missing = [c for c in MANIFEST_COLUMNS[:2] if c not in (reader.fieldnames or [])]
+            columns = reader.fieldnames or []
+            missing = [c for c in MANIFEST_COLUMNS[:2] if c not in columns and not (c == "flair" and "study" in columns)]
             if missing:
-                raise InputError(path, f"manifest lacks the column(s) {', '.join(missing)}; expected {','.join(MANIFEST_COLUMNS)}")
+                raise InputError(path, f"manifest lacks the column(s) {', '.join(missing)}; expected {','.join(MANIFEST_COLUMNS)}"
+                                 f" (or study instead of flair)")
             rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise InputError(path, f"cannot read the manifest ({error})") from None
@@ -121,14 +140,21 @@ def _manifest_case(row: dict, line: int, base: Path) -> Case:
         raise InputError(None, f"{where}: empty case_id")
     _check_id(case_id, where)
     paths = {name: _resolve((row.get(name) or "").strip(), base) for name in SEQUENCES}
+    uids = {column: (row.get(column) or "").strip() or None for column in MANIFEST_DICOM_COLUMNS[1:]}
+    study = _resolve((row.get(MANIFEST_DICOM_COLUMNS[0]) or "").strip(), base)
+    if study is not None:
+        if any(paths.values()):
+            raise InputError(None, f"{where}: case {case_id} names a study; leave flair, t1 and t1c empty "
+                             f"(name series with flair_series, t1_series, t1c_series)")
+        return Case(case_id, study=study, **uids)
     if paths["flair"] is None:
-        raise InputError(None, f"{where}: case {case_id} has no flair path")
+        raise InputError(None, f"{where}: case {case_id} has no flair path (or study)")
     flair = Path(paths["flair"])
     if flair.is_dir() and any(flair.glob("*_1.tif")):
         if paths["t1"] or paths["t1c"]:
             raise InputError(None, f"{where}: {flair} is a Kaggle case folder; leave t1 and t1c empty")
         return Case(case_id, kaggle_dir=str(flair))
-    return Case(case_id, **paths)
+    return Case(case_id, **paths, **uids)
 
 
 def _resolve(value: str, base: Path) -> str | None:
@@ -159,6 +185,8 @@ def _folder_case(folder: Path) -> Case:
     except OSError as error:
         return Case(folder.name, problem=f"{folder}: cannot list the folder ({error.strerror or error})")
     roles, channels, others = _classify(folder.name, entries)
+    if not roles and not channels and all(e.is_dir() for e in others) and _holds_dicom(folder):
+        return Case(folder.name, study=str(folder))  # a whole DICOM study: its series are chosen by the worker
     problem = _channel_problem(channels)
     if not problem:
         for number, role in enumerate(MSD_CHANNELS):
@@ -243,16 +271,39 @@ def _unknown_problem(roles: dict[str, list[Path]], others: list[Path]) -> str | 
 def _looks_like_dicom(folder: Path) -> bool:
     """A ``.dcm`` file or the DICM marker in one of the folder's first few files."""
     try:
-        files = [e for e in sorted(folder.iterdir())[:20] if e.is_file()][:3]
-        for file in files:
-            if file.suffix.lower() in (".dcm", ".ima"):
-                return True
-            with open(file, "rb") as stream:
-                if stream.read(132)[128:] == b"DICM":
-                    return True
+        return any(is_dicom_file(e) for e in [e for e in sorted(folder.iterdir())[:20] if e.is_file()][:3])
     except OSError:
         return False
-    return False
+
+
+def _holds_dicom(folder: Path, depth: int = 3) -> bool:
+    """DICOM files in ``folder`` or its sub-folders (a few levels down, the first few files of each)."""
+    if _looks_like_dicom(folder):
+        return True
+    try:
+        subfolders = sorted(e for e in folder.iterdir() if e.is_dir() and not e.name.startswith("."))
+    except OSError:
+        return False
+    return depth > 0 and any(_holds_dicom(sub, depth - 1) for sub in subfolders)
+
+
+def _is_dicom_export(root: Path) -> bool:
+    """A folder of DICOM files from a PACS export, not a folder of case folders: DICOM files or a
+    DICOMDIR directly in it."""
+    return (root / "DICOMDIR").is_file() or _looks_like_dicom(root)
+
+
+def group_studies(root: Path, exclude: Path | None = None) -> list[Case]:
+    """One case per StudyInstanceUID among all the DICOM files under ``root`` (an unsorted PACS export).
+
+    The case id is the StudyInstanceUID: unique, a valid folder name, and no patient identifier.
+    """
+    skip = exclude.resolve() if exclude is not None else None
+    files = [f for f in dicom_files(root) if skip is None or skip not in f.resolve().parents]
+    studies: dict[str, list[str]] = {}
+    for series in list_series(files):
+        studies.setdefault(series.study_uid or "unknown-study", []).extend(str(f) for f in series.files)
+    return [Case(uid, study=str(root), files=tuple(sorted(paths))) for uid, paths in sorted(studies.items())]
 
 
 def _listing(entries: list[Path], limit: int = 4) -> str:

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 __all__ = ["FIELDS", "CHANGE_FIELDS", "Summary", "completed_report", "completed_change", "ok_row", "failed_row",
-           "skipped_row", "with_change", "one_line", "sequences_used"]
+           "skipped_row", "with_change", "one_line", "sequences_used", "series_chosen"]
 
 # a follow-up's comparison with its baseline (change.json): column -> how it is read from change.json
 CHANGE_FIELDS = {
@@ -26,7 +26,7 @@ CHANGE_FIELDS = {
 # new columns go at the end, so that readers that index columns by position keep working
 FIELDS = (
     "case_id", "status", "tumor_detected", "tumor_volume_ml", "positive_slices", "seconds", "error", "sequences",
-    "confidence", "flagged", "warnings", "baseline", *CHANGE_FIELDS,
+    "confidence", "flagged", "warnings", "baseline", *CHANGE_FIELDS, "series",
 )
 REPORT_KEYS = ("case_id", "tumor_detected", "tumor_volume_ml", "slices")
 _UMASK = os.umask(0o022)
@@ -57,7 +57,23 @@ def _row(case_id: str, status: str, report: dict | None = None, seconds: float |
         if "flagged" in quality:
             row["flagged"] = "true" if quality["flagged"] else "false"
         row["warnings"] = ";".join(w["code"] for w in quality.get("warnings", []))
+        row["series"] = series_chosen(report)
     return row
+
+
+def series_chosen(report: dict) -> str:
+    """``flair=701 'T2W_FLAIR_TRA' 1.2.3...; t1=...; t1c=none`` for a DICOM study whose series were chosen, else ''.
+
+    From report.json's ``inputs.series_choice``, so that a skipped case shows the same as when it ran.
+    """
+    choice = (report.get("inputs") or {}).get("series_choice") or {}
+    parts = []
+    for role in ("flair", "t1", "t1c"):
+        entry = choice.get(role)
+        if entry is not None:
+            parts.append(f"{role}={entry['series_number']} {entry['description']!r} {entry['series_uid']}"
+                         if entry.get("series_uid") else f"{role}=none")
+    return "; ".join(parts)
 
 
 def _number(value, digits: int) -> str:
@@ -87,9 +103,12 @@ def ok_row(case_id: str, report: dict, seconds: float) -> dict:
     return _row(case_id, "ok", report, seconds)
 
 
-def failed_row(case_id: str, error: BaseException | str, seconds: float | None = None, report: dict | None = None) -> dict:
-    """A failed case; ``report`` when detect succeeded and what failed came after it (a follow-up's comparison)."""
-    return _row(case_id, "failed", report, seconds=seconds, error=one_line(error))
+def failed_row(case_id: str, error: BaseException | str, seconds: float | None = None, report: dict | None = None,
+               series: str = "") -> dict:
+    """A failed case; ``report`` when detect succeeded and what failed came after it (a follow-up's comparison);
+    ``series`` lists the candidates when a DICOM study's series could not be chosen."""
+    row = _row(case_id, "failed", report, seconds=seconds, error=one_line(error))
+    return dict(row, series=one_line(series, limit=4000)) if series else row
 
 
 def skipped_row(case_id: str, report: dict) -> dict:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..series_choice import AmbiguousSeries
 from .cases import CHANGES_FOLDER, Case
 from .summary import completed_report, failed_row, ok_row, with_change
 
@@ -107,6 +108,9 @@ class CaseProcessor:
             self._ahead[upcoming.case_id] = _in_thread(self._read, upcoming)
         try:
             report, seconds = self._detect(case, reading)
+        except AmbiguousSeries as error:  # the candidates go into the summary, for the operator to choose
+            elapsed = time.perf_counter() - started
+            return self._row(case, failed_row(case.case_id, error, elapsed, series=error.candidates_text()))
         except InputError as error:
             return self._row(case, failed_row(case.case_id, error, time.perf_counter() - started))
         except Exception as error:  # noqa: BLE001 - one broken case must not stop the batch
@@ -150,10 +154,18 @@ class CaseProcessor:
         return with_change(row, case.baseline, change) if case.is_followup else row
 
     def _read(self, case: Case):
-        """Reading and preprocessing: :func:`monai_core.detect.read_case`, timed on its own."""
+        """Reading and preprocessing: :func:`monai_core.detect.read_case`, timed on its own.
+
+        A whole DICOM study first gets its series chosen, as ``detect --study`` does.
+        """
         from ..detect import read_case
+        from ..series_choice import choose_series
 
         start = time.perf_counter()
+        uids = case.series_uids()
+        choice = None
+        if case.study:
+            choice = choose_series(list(case.files) or case.study, **uids)
         study, timing = read_case(
             self.settings.out_root,
             kaggle_dir=case.kaggle_dir,
@@ -163,6 +175,8 @@ class CaseProcessor:
             case_id=case.case_id,
             dicom_seg=self._dicom_seg(case),
             overwrite=self.settings.overwrite,
+            series_uids=None if case.study else uids or None,
+            choice=choice,
         )
         return study, timing, time.perf_counter() - start
 
@@ -176,7 +190,7 @@ class CaseProcessor:
         )
 
     def _dicom_seg(self, case: Case) -> bool:
-        return self.settings.dicom_seg and case.flair is not None and Path(case.flair).is_dir()
+        return self.settings.dicom_seg and (case.study is not None or (case.flair is not None and Path(case.flair).is_dir()))
 
 
 def _in_thread(function, *args) -> Future:

@@ -13,8 +13,11 @@ Run detection on every case of ROOT_DIR (one sub-folder per case: a Kaggle-layou
 or NIfTI/NRRD files or DICOM series folders named flair/t1/t1c, BraTS flair/t1/t1ce, BraTS 2023
 t2f/t1n/t1c, optionally after "<case>_", or MSD channel files <case>_0000..0003) or of a CSV
 manifest with the columns case_id,flair,t1,t1c (t1 and t1c may be empty; relative paths are
-relative to the manifest). Unrecognised or duplicate names fail the case instead of a silent
-FLAIR substitution. Each case gets the outputs of `tumorseg detect` in OUT/<case_id>/;
+relative to the manifest; optional columns study,flair_series,t1_series,t1c_series name a DICOM
+study and its series). A sub-folder of DICOM files under other names is a whole study, and a
+ROOT_DIR of loose DICOM files (a PACS export) gives one case per StudyInstanceUID: their series
+are chosen as by `tumorseg detect --study`. Unrecognised or duplicate names fail the case instead
+of a silent FLAIR substitution. Each case gets the outputs of `tumorseg detect` in OUT/<case_id>/;
 OUT/summary.csv has one row per case, with its sequences, confidence, flag and warnings.
 A manifest may add a column baseline: the case id of an earlier study of the same patient in
 the manifest, or a case folder `tumorseg detect` finished before. Such a follow-up is compared

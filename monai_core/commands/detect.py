@@ -22,7 +22,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--flair", help="FLAIR volume: NIfTI, NRRD or DICOM series folder")
     parser.add_argument("--t1", help="pre-contrast T1 (optional; replaced by FLAIR when missing)")
     parser.add_argument("--t1c", help="post-contrast T1 (optional; replaced by FLAIR when missing)")
-    parser.add_argument("--study", help="a DICOM study folder: FLAIR, T1 and T1c series are picked by description")
+    parser.add_argument("--study", help="a DICOM study folder: FLAIR, T1 and T1c series are chosen by the rule in README.md")
     parser.add_argument("--flair-series", metavar="UID", help="with --study: the FLAIR's SeriesInstanceUID")
     parser.add_argument("--t1-series", metavar="UID", help="with --study: the pre-contrast T1's SeriesInstanceUID")
     parser.add_argument("--t1c-series", metavar="UID", help="with --study: the post-contrast T1's SeriesInstanceUID")
@@ -55,9 +55,7 @@ def detect_from_args(args, progress, pipeline=None) -> dict:
     _check_paths(args.output, args.case_dir, args.flair, args.t1, args.t1c, args.study)  # before the slow model load
     if args.dicom_sr:
         _check_dicom_sr(args)
-    series_uids = None
-    if args.study is not None:
-        args.flair, args.t1, args.t1c, series_uids = _study_series(args)
+    choice = _study_choice(args, progress) if args.study is not None else None
     if args.case_id is not None:
         case_folder_ready(args.output, args.case_id, args.overwrite)
     if pipeline is None:
@@ -76,8 +74,8 @@ def detect_from_args(args, progress, pipeline=None) -> dict:
         dicom_seg=args.dicom_seg,
         overwrite=args.overwrite,
         progress=progress,
-        series_uids=series_uids,
         dicom_sr=args.dicom_sr,
+        choice=choice,
     )
     return report
 
@@ -134,18 +132,18 @@ def _check_dicom_sr(args) -> None:
         raise InputError(args.flair or args.case_dir, "--dicom-sr needs the FLAIR as a DICOM series folder")
 
 
-def _study_series(args):
-    """FLAIR, T1 and T1c of a DICOM study folder: (flair, t1, t1c, series_uids) for detect_case.
+def _study_choice(args, progress):
+    """The FLAIR, T1 and T1c series of a DICOM study folder (monai_core.series_choice), said on stderr.
 
-    One stderr line per role says which series was taken and why; ``series_uids`` carries the
-    same (its ``choice``) into report.json's ``inputs.series_choice``.
+    One line per role says which series was taken and why, and one line lists the series not
+    used with their reasons; report.json's ``inputs.series_choice`` records the same.
     """
-    from ..io.dicom import SeriesUids, select_series, series_choice
+    from ..series_choice import choose_series
 
-    chosen = select_series(args.study, flair=args.flair_series, t1=args.t1_series, t1c=args.t1c_series)
-    choice = series_choice(chosen)
-    for role, info in chosen.items():
-        found = f"{info.summary()}: " if info else "not found: "
-        print(f"tumorseg: {role}: {found}{choice[role]['reason']}", file=sys.stderr)
-    uids = SeriesUids({role: info.series_uid for role, info in chosen.items() if info is not None}, choice)
-    return args.study, args.study if "t1" in uids else None, args.study if "t1c" in uids else None, uids
+    choice = choose_series(args.study, flair=args.flair_series, t1=args.t1_series, t1c=args.t1c_series)
+    for line in choice.lines():
+        if getattr(args, "progress", "text") == "json":  # stderr carries JSON lines only
+            progress("series", 0.0, line)
+        else:
+            print(f"tumorseg: {line}", file=sys.stderr)
+    return choice

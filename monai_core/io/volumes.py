@@ -7,6 +7,7 @@ file, so the command line can print one line and exit with code 2.
 from __future__ import annotations
 
 import gzip
+import os
 import tempfile
 import zlib
 from pathlib import Path
@@ -15,13 +16,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
+from .common import IDENTITY_TAGS, MAX_SLICES, MAX_VOXELS, series_identity
+from .dicom import DicomSeries, read_series
 
-__all__ = ["MAX_VOXELS", "MAX_SLICES", "VOLUME_SUFFIXES", "IDENTITY_TAGS", "read_volume", "check_volume", "series_identity"]
+__all__ = ["MAX_VOXELS", "MAX_SLICES", "VOLUME_SUFFIXES", "IDENTITY_TAGS", "read_volume", "read_source",
+           "check_volume", "series_identity"]
 
-MAX_VOXELS = 1024**3 // 2  # 512 Mi voxels: far above any MR series, refused before allocation
-# Axial slices after reorientation: each becomes a 256x256 model slice (3 channels, float32), so
-# this bounds the model-space tensor (1024 slices: 0.8 GB), whatever the in-plane size.
-MAX_SLICES = 1024
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -43,44 +43,39 @@ def _first_line(error: Exception) -> str:
     return (detail or text or ["unknown error"])[-1].split("Description:")[-1].strip()[:200]
 
 
-# DICOM tags copied onto the SimpleITK image of a series (as "gggg|eeee" metadata), and their report keys
-IDENTITY_TAGS = {
-    "0010|0020": "PatientID",
-    "0020|000d": "StudyInstanceUID",
-    "0020|000e": "SeriesInstanceUID",
-    "0008|0020": "StudyDate",
-}
+def read_volume(path, series_uid: str | None = None) -> sitk.Image:
+    """A checked 3D float32 volume from a NIfTI/NRRD file or a DICOM series (see :func:`read_source`)."""
+    return read_source(path, series_uid)[0]
 
 
-def series_identity(image: sitk.Image) -> dict[str, str] | None:
-    """PatientID, StudyInstanceUID, SeriesInstanceUID and StudyDate of an image read by :func:`read_series`."""
-    if not image.HasMetaDataKey("0020|000e"):
-        return None
-    return {keyword: image.GetMetaData(tag) for tag, keyword in IDENTITY_TAGS.items()}
+def read_source(path, series_uid: str | None = None) -> tuple[sitk.Image, DicomSeries | None]:
+    """A checked 3D float32 volume and, for DICOM input, the series it was read from.
 
-
-def read_volume(path: str | Path, series_uid: str | None = None) -> sitk.Image:
-    """A checked 3D float32 volume from a NIfTI/NRRD file or a DICOM series folder.
-
-    ``series_uid`` picks one series of a folder that holds several (a whole DICOM study).
+    ``path`` is a NIfTI/NRRD file, a DICOM folder, or the list of a DICOM series' files.
+    ``series_uid`` picks one series of a folder that holds several (a whole DICOM study). The
+    :class:`DicomSeries` keeps the sorted source datasets (for a DICOM-SEG or SR), so that a
+    series is decoded once however many outputs refer to it.
     """
-    path = Path(path)
+    files = None if isinstance(path, (str, os.PathLike)) else [Path(p) for p in path]
+    if files is not None and not files:
+        raise InputError(None, "no DICOM files given")
+    path = Path(path) if files is None else Path(os.path.commonpath([str(f.parent) for f in files]))
     if not path.exists():
         raise InputError(path, "no such file or folder")
     warnings = sitk.ProcessObject.GetGlobalWarningDisplay()
     sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's multi-line warnings; problems raise InputError
     try:
         with tempfile.TemporaryDirectory(prefix="tumorseg-") as scratch:
-            return _read_volume(path, series_uid, Path(scratch))
+            return _read_volume(path, files, series_uid, Path(scratch))
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(warnings)
 
 
-def _read_volume(path: Path, series_uid: str | None, scratch: Path) -> sitk.Image:
-    if path.is_dir():
-        from .dicom import read_series
-
-        image = read_series(path, series_uid).image
+def _read_volume(path: Path, files, series_uid: str | None, scratch: Path) -> tuple[sitk.Image, DicomSeries | None]:
+    series = None
+    if files is not None or path.is_dir():
+        series = read_series(path if files is None else files, series_uid)
+        image = series.image
     else:
         if path.stat().st_size == 0:
             raise InputError(path, "the file is empty (0 bytes)")
@@ -114,7 +109,7 @@ def _read_volume(path: Path, series_uid: str | None, scratch: Path) -> sitk.Imag
     for tag in IDENTITY_TAGS:  # the cast keeps no metadata; a DICOM series carries its identifiers on
         if image.HasMetaDataKey(tag):
             volume.SetMetaData(tag, image.GetMetaData(tag))
-    return volume
+    return volume, series
 
 
 def _check_nifti(path: Path, decompressed: Path | None = None) -> Path | None:
