@@ -15,7 +15,7 @@ from .errors import InputError
 
 __all__ = ["main", "COMMANDS"]
 
-COMMANDS = ("detect", "batch", "evaluate", "export_dicom_seg", "compare", "choose_series")
+COMMANDS = ("detect", "batch", "evaluate", "export_dicom_seg", "compare", "choose_series", "listen", "send")
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_CASES_FAILED = 0, 1, 2, 3
 
 

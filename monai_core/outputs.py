@@ -49,11 +49,12 @@ def case_folder_ready(out_root: str | Path, case_id: str, overwrite: bool) -> Pa
     return final
 
 
-def write_atomic(path: Path, write) -> None:
+def write_atomic(path: Path, write, mode: int = 0o644) -> None:
     """Call ``write(binary_stream)`` on a temporary file beside ``path``, fsync it, rename it over ``path``.
 
     A reader sees the old file or the complete new one, never a partial file, whenever the
     process dies; the folder is fsynced too so that the rename itself survives a power cut.
+    ``mode``: the file's permissions (0o600 for patient data that only its owner may read).
     """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -61,7 +62,7 @@ def write_atomic(path: Path, write) -> None:
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; results are ordinary files
+        os.chmod(tmp, mode)  # mkstemp makes it private; results are ordinary files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -72,9 +73,9 @@ def write_atomic(path: Path, write) -> None:
         pass
 
 
-def write_json_atomic(path: Path, content) -> None:
+def write_json_atomic(path: Path, content, mode: int = 0o644) -> None:
     """Write JSON atomically (see :func:`write_atomic`)."""
-    write_atomic(path, lambda stream: stream.write((json.dumps(content, indent=2) + "\n").encode()))
+    write_atomic(path, lambda stream: stream.write((json.dumps(content, indent=2) + "\n").encode()), mode)
 
 
 class CaseWriter:

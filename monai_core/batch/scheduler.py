@@ -46,8 +46,9 @@ class Scheduler:
     """Runs cases on ``workers`` workers of ``engine``; ``record`` receives every finished row."""
 
     def __init__(self, engine: Engine, workers: int, case_timeout: float, record: Callable[[dict], None],
-                 finished: dict[str, dict] | None = None) -> None:
+                 finished: dict[str, dict] | None = None, started: Callable[[Case], None] | None = None) -> None:
         self.engine = engine
+        self.started = started  # told of each case as it goes to a worker (the node records it as running)
         self.workers = workers
         self.case_timeout = case_timeout
         self.on_row = record
@@ -59,12 +60,24 @@ class Scheduler:
     def run(self, cases: list[Case], should_stop: Callable[[], bool] = lambda: False) -> list[Case]:
         """Process ``cases``; returns the cases not started because ``should_stop`` turned true."""
         self.pending = deque(cases)
-        self.slots = [_Slot(self.engine.start()) for _ in range(min(self.workers, len(cases)))]
+        return self._loop(lambda: (), should_stop, min(self.workers, len(cases)), forever=False)
+
+    def serve(self, take: Callable[[], list[Case]], should_stop: Callable[[], bool]) -> list[Case]:
+        """Process cases as they come, as a DICOM node does (``tumorseg listen``): ``take()`` returns the
+        cases that arrived since it was last called. Runs until ``should_stop()`` turns true; then the
+        cases in flight finish, and the cases not started are returned."""
+        return self._loop(take, should_stop, self.workers, forever=True)
+
+    def _loop(self, take: Callable[[], list[Case]], should_stop: Callable[[], bool], workers: int,
+              forever: bool) -> list[Case]:
+        self.slots = [_Slot(self.engine.start()) for _ in range(workers)]
         graceful = False
         try:
-            while (self.pending and not self.stopping) or any(s.case for s in self.slots):
+            while any(s.case for s in self.slots) or (not self.stopping and (forever or self.pending)):
                 if should_stop() and not self.stopping:
                     self._stop()
+                if not self.stopping:
+                    self.pending.extend(take())
                 for worker, kind, payload in self.engine.poll([s.worker for s in self.slots], self._wait_time()):
                     self._handle(self._slot_of(worker), kind, payload)
                 self._enforce_time_limit()
@@ -119,6 +132,8 @@ class Scheduler:
         slot.case = case
         if case is not None:
             slot.since = time.monotonic()
+            if self.started is not None:
+                self.started(case)
             self.engine.send(slot.worker, case, slot.upcoming)
 
     def _next_ready(self) -> Case | None:

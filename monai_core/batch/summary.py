@@ -140,9 +140,12 @@ def completed_report(case_folder: Path) -> dict | None:
 class Summary:
     """The rows recorded so far, written to ``path`` in the order of the batch's cases."""
 
-    def __init__(self, path: Path, order: list[str]) -> None:
+    def __init__(self, path: Path, order: list[str], fields: tuple[str, ...] = FIELDS, mode: int | None = None) -> None:
+        """``fields``: the columns (a DICOM node adds its own); ``mode``: the file's permissions (default: the user's umask)."""
         self.path = Path(path)
         self.order = {case_id: i for i, case_id in enumerate(order)}
+        self.fields = fields
+        self.mode = mode
         self.rows: dict[str, dict] = {}
 
     def record(self, row: dict) -> None:
@@ -157,12 +160,12 @@ class Summary:
         fd, tmp = tempfile.mkstemp(prefix=".summary.", suffix=".csv.tmp", dir=self.path.parent)
         try:
             with os.fdopen(fd, "w", newline="") as stream:
-                writer = csv.DictWriter(stream, FIELDS)
+                writer = csv.DictWriter(stream, self.fields)
                 writer.writeheader()
                 writer.writerows(rows)
                 stream.flush()
                 os.fsync(stream.fileno())
-            os.chmod(tmp, 0o666 & ~_UMASK)
+            os.chmod(tmp, self.mode if self.mode is not None else 0o666 & ~_UMASK)
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -33,6 +33,7 @@ class WorkerSettings:
     seg_nrrd: bool = False
     overlay: bool = False
     dicom_seg: bool = False  # applied to the cases whose FLAIR is a DICOM series folder
+    dicom_sr: bool = False  # measurements.dcm beside the SEG (with dicom_seg)
     overwrite: bool = False  # set when resuming: an existing folder of a case sent to a worker is incomplete
 
 
@@ -185,8 +186,10 @@ class CaseProcessor:
         from ..detect import finish_case
 
         s = self.settings
+        dicom_seg = self._dicom_seg(case)
         return finish_case(
-            self.pipeline, study, timing, s.out_root, s.seg_nrrd, s.overlay, self._dicom_seg(case), s.overwrite
+            self.pipeline, study, timing, s.out_root, s.seg_nrrd, s.overlay, dicom_seg, s.overwrite,
+            dicom_sr=dicom_seg and s.dicom_sr,
         )
 
     def _dicom_seg(self, case: Case) -> bool:
