@@ -48,6 +48,7 @@ SLICER_API = {
     "slicer.mrmlScene.EndCloseEvent": "Libs/MRML/Core/vtkMRMLScene.h",
     "slicer.mrmlScene.GetFirstNodeByClass": "Libs/MRML/Core/vtkMRMLScene.h",
     "slicer.mrmlScene.GetNumberOfNodes": "Libs/MRML/Core/vtkMRMLScene.h",
+    "slicer.mrmlScene.NodeAddedEvent": "Libs/MRML/Core/vtkMRMLScene.h",
     "slicer.mrmlScene.StartCloseEvent": "Libs/MRML/Core/vtkMRMLScene.h",
     "slicer.dicomDatabase.fileForInstance": "CTK ctkDICOMDatabase::fileForInstance (slicer.dicomDatabase: Modules/Scripted/DICOM/DICOM.py)",
     "slicer.qMRMLNodeComboBox": "Libs/MRML/Widgets/qMRMLNodeComboBox.h",

@@ -276,6 +276,7 @@ class Panel:
         self.progress = []
         self.onProgressHook = None
         self.buttonsUpdated = 0
+        self._install = None  # the widget's install state: none running
 
     def onProgress(self, progress, message):
         self.progress.append((progress, message))
@@ -354,7 +355,10 @@ def test_the_compare_button_cancels_a_running_comparison(studies, view):
     before = change_nodes(studies["scene"])
     view.compareButton.click()
     assert (seen["text"], seen["detect"], seen["selector"]) == ("Cancel", False, False)
-    assert seen["run"].cancelled and seen["run"].process.poll() is not None  # the engine process ended
+    assert seen["run"].cancelled
+    for reaper in seen["run"].engine.reapers:  # cancel returned at once; the engine is reaped in the background
+        reaper.join(timeout=120)
+    assert seen["run"].process.poll() is not None  # the engine process ended
     assert not seen["run"].tempDir.exists()
     assert panel.ui.statusLabel.text == "Compare cancelled." and dialogs.errors == []
     assert view.compareButton.text == "Compare with prior..." and view.priorSelector.enabled

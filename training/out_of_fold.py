@@ -136,6 +136,7 @@ def choose(args) -> dict:
     dice_table, counts = score_table(cases, grid)
     baseline = grid.index(SETTING_0_3_0)
     report = {"source": args.source, "patients": len(names), "folds": sorted(int(f) for f in set(folds)),
+              "groups": {str(int(g)): [n for n, h in zip(names, groups) if h == g] for g in sorted(set(groups.tolist()))},
               "outer_groups": "folds" if len(set(folds)) > 1 else "patients (leave one patient out)",
               "min_slice_sensitivity": args.min_sensitivity, "settings_searched": len(grid),
               "0.3.0_setting": {"setting": SETTING_0_3_0.as_dict(),
@@ -156,9 +157,46 @@ def choose(args) -> dict:
         print(f"{label}\n    Dice mean {f['dice']['mean']:.3f} median {f['dice']['median']:.3f} min {f['dice']['min']:.3f} "
               f"(<0.4: {f['below_0.4']}, <0.5: {f['below_0.5']}); slices sensitivity {f['slice_sensitivity']:.3f} "
               f"specificity {f['slice_specificity']:.3f}")
+    if args.markdown:
+        write_markdown(args, report)
     if args.write_setting:
         write_setting(args, report)
     return report
+
+
+def write_markdown(args, report: dict) -> None:
+    """The families' out-of-fold figures and the per-patient table, with the command that made them."""
+    command = " ".join(["python", "training/out_of_fold.py", "choose", "--runs", str(args.runs), "--source", args.source,
+                        "--markdown", str(args.markdown)])
+    lines = [f"# Out-of-fold figures ({report['patients']} development patients, predictions of {report['source']})", "",
+             f"Made by `{command}`. Outer groups: {report['outer_groups']}; every figure comes from patients that chose "
+             f"nothing: each group is scored at the setting chosen on the other groups (best mean Dice among settings whose "
+             f"final-mask slice sensitivity reaches {report['min_slice_sensitivity']} on the choosing patients; "
+             f"{report['settings_searched']} settings).", "",
+             "| settings the choice may use | Dice mean | median | min | < 0.4 | < 0.5 | slice sensitivity | slice specificity | setting chosen on all |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    rows = [("0.3.0's setting, fixed", report["0.3.0_setting"], report["0.3.0_setting"]["setting"])]
+    rows += [(family, v["out_of_fold"], v["setting_on_all"]) for family, v in report["families"].items()]
+    for label, f, setting in rows:
+        d = f["dice"]
+        lines.append(f"| {label} | {d['mean']:.3f} | {d['median']:.3f} | {d['min']:.3f} | {f['below_0.4']} | {f['below_0.5']} | "
+                     f"{f['slice_sensitivity']:.3f} | {f['slice_specificity']:.3f} | {describe(setting)} |")
+    everything = report["families"][EVERYTHING]
+    lines += ["", f"## Per patient ({EVERYTHING}, chosen out of fold)", "", "| patient | group | Dice | setting of its group |", "|---|---|---|---|"]
+    groups = {patient: group for group, patients in report.get("groups", {}).items() for patient in patients}
+    for patient, value in sorted(everything["out_of_fold"]["dice_per_patient"].items(), key=lambda kv: kv[1]):
+        group = groups.get(patient, "")
+        setting = everything["setting_per_group"].get(str(group))
+        lines.append(f"| {patient} | {group} | {value:.3f} | {describe(setting) if setting else ''} |")
+    args.markdown.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.markdown.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(args.markdown)
+
+
+def describe(setting: dict) -> str:
+    return (f"gate {setting['classifier_threshold']}, mask {setting['mask_threshold']}, confirm {setting['confirm']}, "
+            f"{setting['rule']} {setting['parameter']}")
 
 
 def write_setting(args, report: dict) -> None:
@@ -196,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--out", type=Path, default=ROOT / "runs" / "cv" / "out_of_fold.json")
     c.add_argument("--min-sensitivity", type=float, default=0.95, help="final-mask slice sensitivity a chosen setting must reach on the patients that choose it")
     c.add_argument("--bundle", type=Path, default=ROOT / "bundle")
+    c.add_argument("--markdown", type=Path, help="also write the figures and the per-patient table as Markdown")
     c.add_argument("--write-setting", action="store_true", help="store the setting chosen on all patients in the bundle's inference.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("TUMORSEG_THREADS", "2")))  # 1 beside a background training

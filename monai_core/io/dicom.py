@@ -17,7 +17,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import highdicom as hd
 import numpy as np
 import pydicom
 import SimpleITK as sitk
@@ -158,6 +157,8 @@ def sorted_slices(datasets, where=None) -> list[Slice]:
         return planes
     if not all(np.all(np.isfinite(p.position)) for p in planes):
         raise InputError(where, "ImagePositionPatient holds values that are not finite")
+    import highdicom as hd  # here, not at the top: a NIfTI detect never pays its 0.2 s import
+
     spacing, indices = hd.spatial.get_volume_positions(
         [p.position for p in planes], orientation, rtol=_SPACING_RTOL, **_ALONG_NORMAL)
     if spacing is None:
@@ -267,6 +268,8 @@ def _image(datasets: list[Dataset], slices: list[Slice], where) -> sitk.Image:
     highdicom indexes (slice, row, column); SimpleITK's x is the column, so the axes are reversed
     and the slice axis turned to run along row x column direction, the order of :func:`sorted_slices`.
     """
+    import highdicom as hd  # imported where used (see sorted_slices)
+
     options = dict(dtype=np.float32, apply_real_world_transform=False, rtol=_SPACING_RTOL)
     try:
         if slices[0].frame is None:
