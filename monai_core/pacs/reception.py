@@ -65,7 +65,7 @@ class _Transfer:
     id: str
     calling_ae: str
     series: dict[str, set[str]] = field(default_factory=dict)
-    instances: int = 0
+    instances: dict[str, int] = field(default_factory=dict)  # per study
 
 
 @dataclass(frozen=True)
@@ -109,8 +109,6 @@ class Reception:
                     interrupted = folder / (_INTERRUPTED + path.name[len(_OPEN):])
                     os.replace(path, interrupted)
                     path = interrupted
-                    self.log(folder.name, "a transfer was open when the node stopped: the study waits until "
-                                          "its series are sent again")
                 if path.name.startswith(_INTERRUPTED):
                     study.interrupted[path.name] = set(_read_series(path))
                 elif path.name.endswith(".tmp"):  # an instance cut off before it was acknowledged
@@ -118,6 +116,9 @@ class Reception:
                 elif path.suffix == ".dcm":
                     (study.covered if path.name in covered.get(folder.name, ()) else study.pending).add(path.name)
             self.studies[study.uid] = study
+            if study.pending and study.interrupted:
+                self.log(study.uid, f"{len(study.pending)} instances not yet processed, but a transfer of the study "
+                                    "was cut off (by the node's stop or the sender): it waits until its series are sent again")
 
     # --- C-STORE and association events (called in the associations' threads) ------------------
     def store(self, event) -> int:
@@ -164,6 +165,7 @@ class Reception:
                 marker = study.folder / (_OPEN + transfer.id)
                 if released:
                     marker.unlink(missing_ok=True)
+                    self.log(study_uid, f"{transfer.instances[study_uid]} instances from {transfer.calling_ae}")
                     self._sent_again(study, series)
                 else:
                     interrupted = study.folder / (_INTERRUPTED + transfer.id)
@@ -174,7 +176,7 @@ class Reception:
                     study.interrupted[interrupted.name] = set(series)
                     self.changed.set()
                     self.log(study_uid, f"the transfer from {transfer.calling_ae} was interrupted after "
-                                        f"{transfer.instances} instances; the study waits until its "
+                                        f"{transfer.instances[study_uid]} instances; the study waits until its "
                                         f"{len(series)} series are sent again")
 
     # --- taking quiet studies (called by the node's loop) ----------------------------------------
@@ -221,7 +223,7 @@ class Reception:
         if transfer is None:
             calling = getattr(assoc.requestor, "ae_title", "") or "?"
             transfer = self.transfers[id(assoc)] = _Transfer(uuid.uuid4().hex[:12], str(calling).strip())
-        transfer.instances += 1
+        transfer.instances[study.uid] = transfer.instances.get(study.uid, 0) + 1
         series = transfer.series.setdefault(study.uid, set())
         if series_uid not in series:
             series.add(series_uid)

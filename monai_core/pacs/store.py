@@ -41,7 +41,7 @@ def send_files(files: Sequence[Path], destination: DicomAddress, calling_ae: str
     Raises :class:`SendError` with one line saying what went wrong; the files stored before it
     stay stored (``on_sent`` told the caller which).
     """
-    from pynetdicom import AE
+    from pynetdicom import AE, evt
 
     check_ae_title(calling_ae, "calling AE title")
     contexts = {}
@@ -55,13 +55,15 @@ def send_files(files: Sequence[Path], destination: DicomAddress, calling_ae: str
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = timeout
     for sop_class, syntaxes in contexts.items():
         ae.add_requested_context(sop_class, sorted(syntaxes))
-    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    connected = []  # pynetdicom reports a connection that failed as an aborted association: tell them apart
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title,
+                         evt_handlers=[(evt.EVT_CONN_OPEN, lambda event: connected.append(True))])
     if not assoc.is_established:
+        if not connected:
+            raise SendError(f"cannot reach {destination} (connection refused or no answer in {timeout:g} s)")
         if assoc.is_rejected:
             raise SendError(f"{destination} rejected the association (does it know the calling AE title {calling_ae}?)")
-        if assoc.is_aborted:
-            raise SendError(f"{destination} aborted the association")
-        raise SendError(f"cannot reach {destination} (connection refused or no answer in {timeout:g} s)")
+        raise SendError(f"{destination} aborted the association or did not answer it")
     try:
         for path in files:
             status = assoc.send_c_store(path)
