@@ -21,6 +21,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +140,48 @@ def test_addresses_and_ae_titles():
 def test_failed_sends_back_off_up_to_the_longest_wait():
     assert [retry_delay(n, 30, 3600) for n in (1, 2, 3, 4)] == [30, 60, 120, 240]
     assert retry_delay(8, 30, 3600) == 3600 and retry_delay(10_000, 30, 3600) == 3600
+
+
+def test_a_study_sent_again_or_with_the_nodes_own_seg_and_sr_is_not_run_again(tmp_path):
+    """Reception alone, with C-STORE events as pynetdicom gives them: a PACS that routes every stable study
+    to the node sends it back the study with the node's SEG and SR; that must not start a second request."""
+    from types import SimpleNamespace
+
+    from monai_core.pacs.reception import STORED, Reception
+
+    lines = []
+    reception = Reception(tmp_path / "received", 1.0, {}, lambda uid: False, lambda uid, text: lines.append(text))
+    later = lambda: time.monotonic() + 60  # noqa: E731 - past the quiet time, without waiting for it
+
+    def transfer(datasets):
+        assoc = SimpleNamespace(requestor=SimpleNamespace(ae_title=PACS_AE), is_released=True)
+        for dataset in datasets:
+            encoded = io.BytesIO()
+            dataset.save_as(encoded, enforce_file_format=True)
+            event = SimpleNamespace(dataset=dataset, assoc=assoc, encoded_dataset=lambda data=encoded.getvalue(): data,
+                                    request=SimpleNamespace(AffectedSOPClassUID=dataset.SOPClassUID))
+            assert reception.store(event) == STORED
+        reception.ended(SimpleNamespace(assoc=assoc))
+
+    images = [pydicom.dcmread(p) for p in sorted(SHARED_SERIES.glob("*.dcm"))]
+    uid = images[0].StudyInstanceUID
+    transfer(images)
+    taken = []
+    assert reception.take_quiet(lambda *request: taken.append(request), later()) == 1
+    assert len(taken[0][1]) == len(images) == len(list((tmp_path / "received" / uid).glob("*.dcm")))
+
+    results = []
+    for sop_class, modality in (("1.2.840.10008.5.1.4.1.1.66.4", "SEG"), ("1.2.840.10008.5.1.4.1.1.88.34", "SR")):
+        result = pydicom.dcmread(SHARED_SERIES / "1-07.dcm")  # the same study, as a SEG or SR of it
+        result.SOPClassUID = result.file_meta.MediaStorageSOPClassUID = sop_class
+        result.SOPInstanceUID = result.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+        result.SeriesInstanceUID, result.Modality = pydicom.uid.generate_uid(), modality
+        results.append(result)
+    transfer(images + results)  # the study again, with the node's results in it
+    assert reception.take_quiet(lambda *request: taken.append(request), later()) == 0 and len(taken) == 1
+    assert len(list((tmp_path / "received" / uid).glob("*.dcm"))) == len(images)  # the SEG and SR not kept
+    assert "2 instances from ORTHANC that are not MR images (SEG, SR...): acknowledged, not kept" in lines
+    assert reception.waiting() == []
 
 
 def test_bad_options_stop_with_one_line_before_any_work(tmp_path):

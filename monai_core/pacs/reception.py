@@ -16,6 +16,11 @@ A study taken before may be taken again: when instances new to the node arrive f
 its instances arrive after its last request failed; then the new request holds all its
 instances. A study sent again unchanged after a successful request is not processed again, so a
 sender that repeats a transfer gets no second result.
+
+Only MR images are kept (the SOP classes the series choice can use). Any other instance (a SEG,
+an SR, a presentation state...) is acknowledged and not kept: it could not change the result, and
+a PACS that routes every stable study to the node, the node's own SEG and SR included, must not
+make it run the study again, send a new SEG, and so on for ever.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..outputs import write_atomic
+from ..series_choice import MR_IMAGE_STORAGE
 
 __all__ = ["Reception", "StudyWaiting", "STORED", "OUT_OF_RESOURCES", "CANNOT_UNDERSTAND"]
 
@@ -66,6 +72,7 @@ class _Transfer:
     calling_ae: str
     series: dict[str, set[str]] = field(default_factory=dict)
     instances: dict[str, int] = field(default_factory=dict)  # per study
+    not_kept: dict[str, int] = field(default_factory=dict)  # per study: instances that are not MR images
 
 
 @dataclass(frozen=True)
@@ -132,6 +139,11 @@ class Reception:
         if not (study_uid and series_uid and sop_uid):
             self.log("", "refused an instance without valid Study, Series and SOP Instance UIDs")
             return CANNOT_UNDERSTAND
+        if not _mr_image(event):
+            with self.lock:
+                transfer = self._transfer(event.assoc)
+                transfer.not_kept[study_uid] = transfer.not_kept.get(study_uid, 0) + 1
+            return STORED
         name = f"{sop_uid}.dcm"
         try:
             with self.lock:
@@ -160,6 +172,9 @@ class Reception:
             if transfer is None:
                 return
             released = bool(event.assoc.is_released)
+            for study_uid, count in transfer.not_kept.items():
+                self.log(study_uid, f"{count} instances from {transfer.calling_ae} that are not MR images (SEG, SR...): "
+                                    "acknowledged, not kept")
             for study_uid, series in transfer.series.items():
                 study = self.studies[study_uid]
                 marker = study.folder / (_OPEN + transfer.id)
@@ -217,12 +232,16 @@ class Reception:
             study = self.studies[uid] = _Study(uid, folder, last_arrival=time.monotonic())
         return study
 
-    def _note_series(self, assoc, study: _Study, series_uid: str) -> None:
-        """Record in the open transfer's marker that it delivers this series (before the instance is acknowledged)."""
+    def _transfer(self, assoc) -> _Transfer:
         transfer = self.transfers.get(id(assoc))
         if transfer is None:
             calling = getattr(assoc.requestor, "ae_title", "") or "?"
             transfer = self.transfers[id(assoc)] = _Transfer(uuid.uuid4().hex[:12], str(calling).strip())
+        return transfer
+
+    def _note_series(self, assoc, study: _Study, series_uid: str) -> None:
+        """Record in the open transfer's marker that it delivers this series (before the instance is acknowledged)."""
+        transfer = self._transfer(assoc)
         transfer.instances[study.uid] = transfer.instances.get(study.uid, 0) + 1
         series = transfer.series.setdefault(study.uid, set())
         if series_uid not in series:
@@ -253,6 +272,12 @@ class Reception:
                 if not study.interrupted:
                     self.changed.set()
                     self.log(study.uid, "the interrupted series were sent again")
+
+
+def _mr_image(event) -> bool:
+    """Whether the C-STORE brings an MR image (its SOP class as the request names it, else as the dataset does)."""
+    sop_class = str(getattr(event.request, "AffectedSOPClassUID", "") or event.dataset.get("SOPClassUID", "") or "")
+    return sop_class in MR_IMAGE_STORAGE
 
 
 def _write_series(path: Path, series: set[str]) -> None:
