@@ -87,3 +87,30 @@ def test_two_iteration_training_run_writes_a_safe_checkpoint(tmp_path, config, w
     final = torch.load(tmp_path / "run" / "models" / "checkpoint_final.pt", weights_only=True)
     assert {"network", "optimizer", "lr_scheduler"} <= final.keys()
     assert (tmp_path / "run" / "metrics.csv").is_file()
+
+
+def test_bundle_inference_run_writes_what_detect_writes(tmp_path):
+    """``monai.bundle run`` with inference.json and its documented overrides, on a Kaggle-layout folder:
+    one case folder per case, the same mask as ``tumorseg detect``, and no silent overwrite."""
+    dataset = tmp_path / "cases"
+    dataset.mkdir()
+    case = "TCGA_HT_7680_19970202"
+    (dataset / case).symlink_to(KAGGLE / case, target_is_directory=True)
+    out = tmp_path / "bundle_out"
+    args = ["run", "--config_file", INFERENCE, "--bundle_root", BUNDLE, "--dataset_dir", dataset, "--output_dir", out]
+    result = bundle_cli(*args)
+    assert f"{case}: tumour on" in result.stdout
+    cli = subprocess.run([sys.executable, "-m", "monai_core", "detect", KAGGLE / case, "-o", tmp_path / "cli", "--progress", "none"],
+                         cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=600)
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    import nibabel as nib
+    import numpy as np
+
+    bundle_mask = np.asanyarray(nib.load(out / case / "segmentation.nii.gz").dataobj)
+    cli_mask = np.asanyarray(nib.load(tmp_path / "cli" / case / "segmentation.nii.gz").dataobj)
+    assert bundle_mask.shape == (256, 256, 21) and bundle_mask.sum() > 0 and np.array_equal(bundle_mask, cli_mask)
+    report = out / case / "report.json"
+    before = report.read_bytes()
+    again = subprocess.run([sys.executable, "-m", "monai.bundle", *map(str, args)], cwd=ROOT,
+                           env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=600)
+    assert again.returncode != 0 and "exists" in again.stderr and report.read_bytes() == before
