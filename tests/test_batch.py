@@ -99,6 +99,19 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def kill_batch_and_await_workers(batch: subprocess.Popen, workers: list[int]) -> None:
+    """SIGKILL the batch, then wait until its workers have ended too (they notice that it is gone).
+
+    The 120 s are only a bound on waiting for that event, not a speed check.
+    """
+    os.kill(batch.pid, signal.SIGKILL)
+    batch.wait()
+    deadline = time.monotonic() + 120
+    while any(alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(w) for w in workers), "worker processes outlived the killed batch"
+
+
 def assert_no_leftovers(out: Path) -> None:
     """No temporary case folder or summary left behind (the batch's lock file stays)."""
     assert [p.name for p in out.iterdir() if p.name.startswith(".") and p.name != ".tumorseg-batch.lock"] == []
@@ -311,12 +324,7 @@ def test_resume_after_sigkill_finishes_every_case_once(tmp_path, rows_before_kil
     wait_for_rows(out, batch, rows_before_kill)
     workers = children_of(batch.pid)
     assert batch.poll() is None, f"the batch ended although one case cannot finish: {batch.communicate()}"
-    os.kill(batch.pid, signal.SIGKILL)
-    batch.wait()
-    deadline = time.monotonic() + 120  # only a bound on waiting: the kernel reaps the workers at once
-    while any(alive(w) for w in workers) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(alive(w) for w in workers), "worker processes outlived the killed batch"
+    kill_batch_and_await_workers(batch, workers)
 
     before = {p.name: (p / "report.json").stat().st_mtime_ns for p in out.iterdir() if (p / "report.json").exists()}
     assert rows_before_kill <= len(before) < len(ids) and "blocking" not in before

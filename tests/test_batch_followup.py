@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 from pathlib import Path
 
@@ -21,7 +20,8 @@ from conftest import KAGGLE, RAW, run_cli
 from monai_core.batch import find_cases
 from monai_core.batch.summary import CHANGE_FIELDS
 from monai_core.errors import InputError
-from test_batch import SMALL, alive, assert_no_leftovers, children_of, complete_report, read_summary, start_batch
+from test_batch import (SMALL, assert_no_leftovers, children_of, complete_report, kill_batch_and_await_workers,
+                        read_summary, start_batch)
 from monai_core.io.dicom import read_series
 from test_change_sr import SERIES, dicom_case, ellipsoid, followup_study
 from test_compare import known_motion, moved, write_case
@@ -204,12 +204,7 @@ def test_kill_while_followups_wait_then_resume(tmp_path):
     assert batch.poll() is None, f"the batch ended although two cases cannot finish: {batch.communicate()}"
     assert not (out / "followup").exists(), "the follow-up started before its baseline finished"
     assert read_summary(out) == []
-    os.kill(batch.pid, signal.SIGKILL)
-    batch.wait()
-    deadline = time.monotonic() + 60  # only a bound on waiting: the kernel reaps the workers at once
-    while any(alive(w) for w in workers) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(alive(w) for w in workers), "worker processes outlived the killed batch"
+    kill_batch_and_await_workers(batch, workers)
     detected = (out / "compare_blocks" / "report.json").stat().st_mtime_ns
 
     release(base_series, SERIES)

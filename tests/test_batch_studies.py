@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import signal
 import time
 from pathlib import Path
 
@@ -21,7 +20,8 @@ import dicom_studies as ds
 from conftest import run_cli
 from monai_core.batch import find_cases
 from monai_core.io.dicom_headers import list_series
-from test_batch import alive, assert_no_leftovers, children_of, complete_report, read_summary, start_batch
+from test_batch import (assert_no_leftovers, children_of, complete_report, kill_batch_and_await_workers, read_summary,
+                        start_batch)
 
 
 def write_manifest(path: Path, rows: list[dict]) -> Path:
@@ -110,11 +110,7 @@ def test_a_batch_of_studies_fails_the_ambiguous_one_and_resumes_after_a_kill(tmp
     wait_for_ok(out, batch)
     workers = children_of(batch.pid)
     assert batch.poll() is None, "the batch ended although one study cannot be read"
-    os.kill(batch.pid, signal.SIGKILL)
-    batch.wait()
-    deadline = time.monotonic() + 60
-    while any(alive(w) for w in workers) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    kill_batch_and_await_workers(batch, workers)
     before = {p.name: (p / "report.json").stat().st_mtime_ns for p in out.iterdir() if (p / "report.json").exists()}
     assert set(before) == {"c_good"}
 

@@ -80,7 +80,7 @@ def _ci_allowed_skips():
     start = script.index("allowed_skips=(")
     block = script[start:script.index("export TUMORSEG_CI_ALLOWED_SKIPS", start)]
     result = subprocess.run(["bash", "-c", block + 'printf "%s" "$TUMORSEG_CI_ALLOWED_SKIPS"'],
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -97,6 +97,14 @@ def test_ci_run_lists_existing_tests_with_reasons_and_writes_bytecode(monkeypatc
         assert (TESTS.parent / path).is_file(), f".ci/run lists a skip of a missing file: {test_id}"
         assert not name or f"def {name.split('[')[0]}(" in (TESTS.parent / path).read_text(), f"no such test: {test_id}"
         assert len(reason) > 10
+    # a listed parametrized test names a parameter set that exists (pytest matches node ids exactly)
+    parametrized = [test_id for test_id in allowed if "[" in test_id]
+    files = sorted({test_id.partition("::")[0] for test_id in parametrized})
+    collected = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *files],
+                               cwd=TESTS.parent, capture_output=True, text=True, timeout=600)
+    assert collected.returncode == 0, collected.stdout[-3000:] + collected.stderr[-3000:]
+    missing = set(parametrized) - set(collected.stdout.splitlines())
+    assert not missing, f".ci/run lists parameter sets that do not exist: {sorted(missing)}"
     script = (TESTS.parent / ".ci" / "run").read_text()
     # CI runs as a user's shell does: bytecode is written (the README's commands run after this line)
     assert script.index("unset PYTHONDONTWRITEBYTECODE") < script.index('for command in "${commands[@]}"')

@@ -58,9 +58,10 @@ def blob_mask(image: sitk.Image) -> np.ndarray:
 
 
 def dciodvfy_errors(path: Path) -> tuple[list[str], str]:
+    """dciodvfy's error lines for ``path`` and its whole output; a file it cannot read ("Abort") is an error too."""
     result = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=120)
     output = result.stdout + result.stderr
-    return [line for line in output.splitlines() if line.startswith("Error")], output
+    return [line for line in output.splitlines() if line.startswith(("Error", "Abort"))], output
 
 
 def segimage2itkimage(seg_path: Path, out: Path) -> str:

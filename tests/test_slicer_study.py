@@ -20,6 +20,18 @@ import vtk
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dicom_studies as ds  # noqa: E402
 import slicer_fixture as sf  # noqa: E402
+from conftest import fail_after  # noqa: E402
+
+# The logic runs the engine's series choice without a time limit of its own; here a generous last guard
+# makes a hung engine fail the test instead of stopping the suite. Not a speed check.
+WAIT_LIMIT_S = 600
+
+
+@pytest.fixture(autouse=True)
+def _fail_rather_than_hang():
+    with fail_after(WAIT_LIMIT_S, "a test of the Slicer series proposal"):
+        yield
+
 
 TumorSeg = sf.import_module()
 from TumorSegLib import studyseries  # noqa: E402  (importable once the module folder is on sys.path)
