@@ -6,7 +6,8 @@ where a series needs another geometry. :func:`philips_study` builds the issue's 
 localizers, diffusion and its derived registrations, SWI, BOLD, perfusion, two same-named FLAIRs,
 a same-named pre/post-contrast T1 pair, a 200-slice 3D coronal T1, 3D isotropic T1s and their
 reformats, and T2 TSE series. Only the FLAIR (701), T1 (901), T1c (1201) and axial T2 (301) hold a whole volume;
-the other series are a few slices (small matrices), which is all the series choice reads.
+the other series are a few slices (small matrices), which is all the series choice reads. Like the issue's
+scanner, the study may be written with zero outside the head (:func:`zero_outside_head`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,24 @@ DERIVED = ("DERIVED", "SECONDARY", "MPR")
 
 def volume(name: str) -> sitk.Image:
     return sitk.ReadImage(str(RAW / f"{name}.nii.gz"), sitk.sitkFloat32)
+
+
+def zero_outside_head(image: sitk.Image) -> sitk.Image:
+    """``image`` with every voxel outside the head set to zero, slice by slice, as some scanners write it.
+
+    The head is what lies above 5% of the 99th percentile of the positive voxels, closed, its holes
+    filled, largest component per slice: skull and scalp stay, only the air around them becomes 0.
+    """
+    voxels = sitk.GetArrayFromImage(image)
+    level = 0.05 * np.percentile(voxels[voxels > 0], 99)
+    head = np.zeros(voxels.shape, bool)
+    for z in range(len(voxels)):
+        section = sitk.GetImageFromArray((voxels[z] > level).astype(np.uint8))
+        filled = sitk.BinaryFillhole(sitk.BinaryMorphologicalClosing(section, [2, 2]))
+        head[z] = sitk.GetArrayViewFromImage(sitk.RelabelComponent(sitk.ConnectedComponent(filled), sortByObjectSize=True) == 1)
+    out = sitk.GetImageFromArray(np.where(head, voxels, 0).astype(np.float32))
+    out.CopyInformation(image)
+    return out
 
 
 def regrid(image: sitk.Image, orientation, size, spacing) -> sitk.Image:
@@ -87,15 +106,19 @@ def new_study(patient: str = "DERIVED-1") -> dict:
     return {"study_uid": generate_uid(), "frame_of_reference": generate_uid(), "patient": patient}
 
 
-def philips_study(root: Path, contrast_tags: bool = False, flair: bool = True, full: bool = True) -> dict[int, str]:
+def philips_study(root: Path, contrast_tags: bool = False, flair: bool = True, full: bool = True,
+                  zero_background: bool = False) -> dict[int, str]:
     """The issue's Philips study in ``root`` (one folder per series); returns {SeriesNumber: SeriesInstanceUID}.
 
     ``contrast_tags``: ContrastBolusAgent on the series after the injection (else on none, as the
     issue's scanner wrote it). ``flair=False`` leaves both FLAIRs out (an ambiguous study).
     ``full=False`` writes only 3 slices of the FLAIR, T1, T1c and axial T2 (for header-only tests).
+    ``zero_background`` writes zero outside the head, skull and scalp kept, as the issue's scanner did.
     """
     study = new_study()
-    t1, t1c, flair_volume, t2 = volume("t1"), volume("t1c"), volume("flair"), volume("t2")
+    t1, t1c, flair_volume, t2 = (volume(n) for n in ("t1", "t1c", "flair", "t2"))
+    if zero_background:
+        t1, t1c, flair_volume, t2 = (zero_outside_head(image) for image in (t1, t1c, flair_volume, t2))
     whole = (lambda image: image) if full else (lambda image: image[:, :, 10:13])
     agent = "Gadovist" if contrast_tags else None
     small = dict(size=(64, 64, 3), spacing=(3.5, 3.5, 5.0))

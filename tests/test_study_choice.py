@@ -162,8 +162,9 @@ def test_series_of_two_studies_are_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def whole_study(tmp_path_factory):
+    """The issue's study in full, written as its scanner did: zero outside the head, skull and scalp kept."""
     folder = tmp_path_factory.mktemp("whole") / "study"
-    return folder, ds.philips_study(folder)
+    return folder, ds.philips_study(folder, zero_background=True)
 
 
 def test_detect_study_chooses_unaided_and_records_why(whole_study, tmp_path):
@@ -182,6 +183,11 @@ def test_detect_study_chooses_unaided_and_records_why(whole_study, tmp_path):
     line = next(l for l in result.stderr.splitlines() if l.startswith("tumorseg: not used: "))
     assert "series 101 'Survey' (a localizer (slices in several orientations))" in line
     assert report["tumor_detected"] and report["dicom_seg"]["written"]  # the sample's lesion is found
+    # the background is zero but skull and scalp are there: no false "skull-stripped" (nor misregistration)
+    flair = [pydicom.dcmread(path).pixel_array for path in (folder / "s0701").glob("*.dcm")]
+    assert sum((f == 0).sum() for f in flair) / sum(f.size for f in flair) > 0.35  # what the old rule took for stripping
+    codes = {w["code"] for w in report["quality"]["warnings"]}
+    assert not codes & {"skull_stripped", "registration_poor"}, codes
     seg = pydicom.dcmread(out / "s" / "segmentation.dcm")
     assert {r.SeriesInstanceUID for r in seg.ReferencedSeriesSequence} == {uids[701]}
 

@@ -35,6 +35,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from monai_core.checks import REGISTRATION_POOR, STRIPPED_ZERO_FRACTION, registration_metric  # noqa: E402
 from monai_core.data import DEFAULT_PATIENT_LIST, find_slices, read_patient_list  # noqa: E402
@@ -42,6 +43,7 @@ from monai_core.data.brain_masks import load_brain_masks  # noqa: E402
 from monai_core.io.volumes import read_volume  # noqa: E402
 from monai_core.preprocess import register_rigid  # noqa: E402
 from monai_core.study import load_volumes  # noqa: E402
+from dicom_studies import zero_outside_head  # noqa: E402  (the same zeroing as the tests)
 
 SAMPLE = ROOT / "tests" / "data" / "TCGA-FG-6692"
 BET = ROOT / "tests" / "data" / "bet"
@@ -60,20 +62,6 @@ def write(array_or_image, path: Path) -> str:
     return str(path)
 
 
-def zero_background(image: sitk.Image) -> sitk.Image:
-    """The image with every voxel outside the head (filled slice by slice) set to zero, as a scanner may write it."""
-    voxels = sitk.GetArrayFromImage(image)
-    level = 0.05 * np.percentile(voxels[voxels > 0], 99)
-    head = np.zeros(voxels.shape, bool)
-    for z in range(len(voxels)):
-        section = sitk.GetImageFromArray((voxels[z] > level).astype(np.uint8))
-        filled = sitk.BinaryFillhole(sitk.BinaryMorphologicalClosing(section, [2, 2]))
-        head[z] = sitk.GetArrayViewFromImage(sitk.RelabelComponent(sitk.ConnectedComponent(filled), sortByObjectSize=True) == 1)
-    out = sitk.GetImageFromArray(np.where(head, voxels, 0).astype(np.float32))
-    out.CopyInformation(image)
-    return out
-
-
 def lgg_channels(case: Path) -> dict[str, np.ndarray]:
     """FLAIR, and T1 and T1c where the data set has them (it put a FLAIR copy in place of a missing one)."""
     stack = np.stack([np.asarray(Image.open(p)) for _, p, _ in find_slices(case)]).astype(np.float32)
@@ -86,7 +74,7 @@ def studies(data: Path | None, masks_path: Path, limit: int | None):
     """(group, name, {sequence: file}, another patient's T1 or None) per study, written as NIfTI into a scratch folder."""
     scratch = Path(tempfile.mkdtemp(prefix="tumorseg-checks-"))
     yield "whole head", "TCGA-FG-6692", {n: str(SAMPLE / f"{n}.nii.gz") for n in ("flair", "t1", "t1c")}, None
-    zeroed = {n: write(zero_background(sitk.ReadImage(str(SAMPLE / f"{n}.nii.gz"), sitk.sitkFloat32)), scratch / f"fg_{n}.nii.gz")
+    zeroed = {n: write(zero_outside_head(sitk.ReadImage(str(SAMPLE / f"{n}.nii.gz"), sitk.sitkFloat32)), scratch / f"fg_{n}.nii.gz")
               for n in ("flair", "t1", "t1c")}
     yield "whole head", "TCGA-FG-6692, background zeroed", zeroed, None
     bet = {patient: {n: str(BET / patient / f"{n}.nii.gz") for n in ("flair", "t1", "t1c")}
