@@ -24,7 +24,7 @@ import SimpleITK as sitk
 from .change_map import CHANGE_SEGMENTS, change_labelmap, label_volumes_ml, write_change_overlay, write_change_seg_nrrd
 from .checks import REGISTRATION_POOR, registration_metric, warning
 from .errors import InputError
-from .io.volumes import read_volume
+from .io.volumes import read_mask, read_volume
 from .measurements import measure
 from .outputs import CaseWriter, case_folder_ready, write_json_atomic, write_mask_nifti
 from .preprocess import register_rigid
@@ -79,7 +79,7 @@ def read_case_folder(path: str | Path, role: str) -> CaseFolder:
     seg_path = path / "segmentation.nii.gz"
     if not seg_path.is_file():
         raise InputError(path, f"{role}: no segmentation.nii.gz")
-    segmentation = _read_mask(seg_path)
+    segmentation = sitk.Cast(read_mask(seg_path) > 0, sitk.sitkUInt8)
     flair_path = Path(inputs["flair"])
     if not flair_path.exists():
         where = "" if flair_path.is_absolute() else " from the current folder (it is relative to where detect ran)"
@@ -89,17 +89,6 @@ def read_case_folder(path: str | Path, role: str) -> CaseFolder:
         raise InputError(seg_path, f"its grid {segmentation.GetSize()} is not the FLAIR's {flair.GetSize()}")
     return CaseFolder(path, report, segmentation, flair, str(inputs["flair"]))
 
-
-def _read_mask(path: Path) -> sitk.Image:
-    """A 0/1 uint8 mask (read_volume would refuse an empty one, which is a valid result here)."""
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as error:
-        reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unreadable"
-        raise InputError(path, f"cannot be read as an image: {reason}") from None
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(path, "a segmentation must be a 3D single-channel image")
-    return sitk.Cast(image > 0, sitk.sitkUInt8)
 
 
 def compare_cases(

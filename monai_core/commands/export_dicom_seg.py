@@ -48,11 +48,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     from ..dicom_seg import bundle_identity, write_dicom_seg  # highdicom: imported only when exporting
     from ..io.dicom import read_series
+    from ..io.volumes import read_mask
 
     if args.output.exists() and not args.overwrite:
         raise InputError(args.output, "already exists (use --overwrite to replace it)")
     series = read_series(args.source, args.series_uid)
-    mask_image = _read_mask(args.mask)
+    mask_image = read_mask(args.mask)
     check_same_grid(mask_image, series.image, args.mask)
     mask = sitk.GetArrayFromImage(mask_image)  # (z, y, x), the order of the series image
     name, version = bundle_identity()
@@ -61,18 +62,6 @@ def run(args) -> int:
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
-
-def _read_mask(path: Path) -> sitk.Image:
-    if not path.is_file():
-        raise InputError(path, "does not exist")
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as error:
-        reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unreadable"
-        raise InputError(path, f"cannot be read as an image: {reason}") from None
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(path, "mask must be a 3D single-channel image")
-    return image
 
 
 def check_same_grid(image: sitk.Image, reference: sitk.Image, where) -> None:

@@ -43,6 +43,22 @@ def _first_line(error: Exception) -> str:
     return (detail or text or ["unknown error"])[-1].split("Description:")[-1].strip()[:200]
 
 
+def read_mask(path) -> sitk.Image:
+    """A segmentation as written (a 3D single-channel image, any values): ``read_volume`` would refuse an
+    empty mask, which is a valid result. Callers decide what its values must be."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "does not exist")
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unreadable"
+        raise InputError(path, f"cannot be read as an image: {reason}") from None
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(path, "a segmentation must be a 3D single-channel image")
+    return image
+
+
 def read_volume(path, series_uid: str | None = None) -> sitk.Image:
     """A checked 3D float32 volume from a NIfTI/NRRD file or a DICOM series (see :func:`read_source`)."""
     return read_source(path, series_uid)[0]
