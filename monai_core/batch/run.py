@@ -14,14 +14,13 @@ Guarantees (see DESIGN.md and the ``batch`` section of README.md):
 from __future__ import annotations
 
 import shutil
-import signal
 import sys
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import InputError
+from ..graceful_stop import stop_on_signals
 from .cases import CHANGES_FOLDER, Case, find_cases
 from .scheduler import Scheduler
 from .summary import Summary, completed_change, completed_report, failed_row, skipped_row, with_change
@@ -163,7 +162,7 @@ def _run_cases(cases: list[Case], out: Path, options: BatchOptions, summary: Sum
 
     stop = threading.Event()
     progress.start()
-    with _stop_on_ctrl_c(stop, progress):
+    with stop_on_signals(stop, lambda: progress.note("stopping after the cases in flight (Ctrl-C again to abort them)")):
         return Scheduler(engine, workers, options.case_timeout, record, dict(summary.rows)).run(cases, stop.is_set)
 
 
@@ -186,25 +185,6 @@ def _cpu_count() -> int:
 
     return available_cores()
 
-
-@contextmanager
-def _stop_on_ctrl_c(stop: threading.Event, progress):
-    """First Ctrl-C: finish the cases in flight and stop. Second: stop at once (KeyboardInterrupt)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        progress.note("stopping after the cases in flight (Ctrl-C again to abort them)")
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _conclude(summary: Summary, not_started: list[Case], out: Path, mode: str) -> int:

@@ -17,7 +17,6 @@ the outbox sends from a thread of its own. Everything the node writes is readabl
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -30,6 +29,7 @@ from ..batch.cases import Case
 from ..batch.run import prepare_output
 from ..batch.summary import Summary, completed_report, ok_row
 from ..errors import InputError
+from ..graceful_stop import stop_on_signals
 from .address import DicomAddress, check_ae_title
 from .outbox import Outbox
 from .reception import Reception
@@ -206,7 +206,9 @@ class _Node:
         scheduler = Scheduler(LocalEngine(settings), options.workers, options.case_timeout, self._finished,
                               started=self._started)
         try:
-            with _stop_on_signals(stop, self.note):
+            with stop_on_signals(stop, lambda: self.note("", "stopping: no new association; the cases in flight finish "
+                                                           "(Ctrl-C again to stop at once)"),
+                                 (signal.SIGINT, signal.SIGTERM)):
                 left = scheduler.serve(self._take, lambda: self._stopping(stop))
         finally:
             self._close_server()
@@ -322,23 +324,3 @@ def _logger(path: Path) -> logging.Logger:
         logger.addHandler(handler)
     return logger
 
-
-@contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event, note):
-    """SIGTERM or Ctrl-C: stop receiving, let the cases in flight finish, then stop. Again: stop at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        note("", "stopping: no new association; the cases in flight finish (Ctrl-C again to stop at once)")
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
