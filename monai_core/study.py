@@ -16,7 +16,7 @@ from PIL import Image
 
 from .data.lgg import find_slices
 from .errors import InputError
-from .checks import geometry_warnings, registration_metric, sequence_warnings
+from .checks import geometry_warnings, registration_warning, sequence_warnings, skull_and_scalp_visible
 from .io.dicom import DicomSeries
 from .io.volumes import read_source, series_identity
 from .series_choice import StudyChoice
@@ -95,7 +95,7 @@ def load_kaggle_case(case_dir: str | Path, case_id: str | None = None) -> Study:
     # the data set put the FLAIR in place of a missing sequence
     channels = {"flair": stack[:, 1]}
     channels.update({name: stack[:, c] for name, c in (("t1", 0), ("t1c", 2)) if not np.array_equal(stack[:, c], stack[:, 1])})
-    warnings = sequence_warnings(channels, {}, None)
+    warnings = sequence_warnings(channels)
     inputs = {"kaggle": str(case_dir), "flair": None, "t1": None, "t1c": None}
     return Study(case_id or case_dir.name, stack, inputs, warnings=warnings)
 
@@ -136,16 +136,17 @@ def load_volumes(
     grid = model_grid(flair_image)
     flair_channel = intensity_window(to_model_space(flair_image, grid))
     channels = {"flair": flair_channel}
-    registration = {}
+    flair_stripped = not skull_and_scalp_visible(flair_image)
+    warnings = geometry_warnings(flair_image)
     start = time.perf_counter()
     for i, (name, image) in enumerate(others.items()):
         progress("register", i / max(1, len(others)), f"registering {name} to the FLAIR")
         transform = register_rigid(flair_image, image, path={"t1": t1, "t1c": t1c}[name])
-        registration[name] = registration_metric(flair_image, image, transform)
+        misfit = registration_warning(name, flair_image, image, transform, flair_stripped)
+        warnings += [misfit] if misfit else []
         channels[name] = intensity_window(to_model_space(image, grid, transform))
     timing["register_s"] = time.perf_counter() - start
-    warnings = geometry_warnings(flair_image)
-    warnings += sequence_warnings(channels, registration, flair_image)
+    warnings += sequence_warnings(channels, flair_stripped)
     # a missing sequence is replaced by FLAIR, as in the training data
     stack = np.stack([channels.get("t1", flair_channel), flair_channel, channels.get("t1c", flair_channel)], axis=1)
     # absolute (links kept as given), so that tumorseg compare finds the FLAIR again from any working folder

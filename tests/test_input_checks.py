@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import BET, DATA, KAGGLE, RAW
+from conftest import BET, DATA, KAGGLE, RAW, ROOT
 from dicom_studies import zero_outside_head
 from monai_core.checks import lesion_warnings
 from monai_core.study import load_kaggle_case, load_volumes
@@ -136,3 +136,50 @@ def test_a_misregistered_skull_stripped_t1_is_still_found():
     """Another patient's skull-stripped T1 and T1c: on the same atlas grid, but not the same head."""
     study = load_volumes(BET / "TCGA-FG-6692" / "flair.nii.gz", BET / "TCGA-DU-7294" / "t1.nii.gz")
     assert "registration_poor" in codes(study)
+
+
+def _stripped_lgg_study(tmp_path, patient: str) -> dict[str, str]:
+    """A development patient's co-registered slices stacked into volumes, its brain mask applied (as in the benchmark)."""
+    from PIL import Image
+
+    from monai_core.data.brain_masks import load_brain_masks
+    from monai_core.data.lgg import find_slices
+
+    stack = np.stack([np.asarray(Image.open(p)) for _, p, _ in find_slices(KAGGLE / patient)]).astype(np.float32)
+    brain = load_brain_masks(ROOT / "training" / "brain_masks.npz")[patient]
+    files = {}
+    for name, channel in (("flair", 1), ("t1", 0), ("t1c", 2)):
+        image = sitk.GetImageFromArray(stack[..., channel] * brain)
+        image.SetSpacing((0.94, 0.94, 5.0))
+        files[name] = write(image, tmp_path / f"{name}.nii.gz")
+    return files
+
+
+def test_an_aligned_skull_stripped_post_contrast_t1_with_weak_mutual_information_is_not_flagged(tmp_path):
+    """TCGA_CS_6669's post-contrast T1, stripped with the FLAIR's brain mask: inside the brain it shares
+    little information with the FLAIR (the mutual-information rule fired on it), but its outline is the FLAIR's."""
+    from monai_core.checks import REGISTRATION_POOR, outline_overlap, registration_metric
+    from monai_core.io.volumes import read_volume
+    from monai_core.preprocess import register_rigid
+
+    files = _stripped_lgg_study(tmp_path, "TCGA_CS_6669_20020102")
+    flair, t1c = read_volume(files["flair"]), read_volume(files["t1c"])
+    transform = register_rigid(flair, t1c)
+    assert registration_metric(flair, t1c, transform) > REGISTRATION_POOR  # what raised the false alarm
+    assert outline_overlap(flair, t1c, transform) > 0.99
+    study = load_volumes(files["flair"], files["t1"], files["t1c"])
+    assert "skull_stripped" in codes(study) and "registration_poor" not in codes(study)
+
+
+def test_a_skull_stripped_t1_left_10_mm_off_is_flagged_by_its_outline():
+    from monai_core.checks import registration_warning
+    from monai_core.io.volumes import read_volume
+    from monai_core.preprocess import register_rigid
+
+    flair, t1 = read_volume(BET / "TCGA-DU-7294" / "flair.nii.gz"), read_volume(BET / "TCGA-DU-7294" / "t1.nii.gz")
+    transform = register_rigid(flair, t1)
+    assert registration_warning("t1", flair, t1, transform, fixed_stripped=True) is None
+    centre = flair.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in flair.GetSize()])
+    off = sitk.CompositeTransform([transform, sitk.Euler3DTransform(centre, 0, 0, np.radians(8), (10, 0, 0))])
+    flagged = registration_warning("t1", flair, t1, off, fixed_stripped=True)
+    assert flagged is not None and "brain outlines overlap" in flagged["message"]
