@@ -16,7 +16,7 @@ from PIL import Image
 
 from .data.lgg import find_slices
 from .errors import InputError
-from .checks import geometry_warnings, registration_metric, sequence_warnings
+from .checks import geometry_warnings, head_mask, registration_metric, sequence_warnings
 from .io.dicom import DicomSeries
 from .io.volumes import read_source, series_identity
 from .series_choice import StudyChoice
@@ -137,11 +137,12 @@ def load_volumes(
     flair_channel = intensity_window(to_model_space(flair_image, grid))
     channels = {"flair": flair_channel}
     registration = {}
+    head = head_mask(flair_image) if others else None  # one FLAIR head for every sequence's registration check
     start = time.perf_counter()
     for i, (name, image) in enumerate(others.items()):
         progress("register", i / max(1, len(others)), f"registering {name} to the FLAIR")
         transform = register_rigid(flair_image, image, path={"t1": t1, "t1c": t1c}[name])
-        registration[name] = registration_metric(flair_image, image, transform)
+        registration[name] = registration_metric(flair_image, image, transform, head)
         channels[name] = intensity_window(to_model_space(image, grid, transform))
     timing["register_s"] = time.perf_counter() - start
     warnings = geometry_warnings(flair_image)
