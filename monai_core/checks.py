@@ -23,8 +23,8 @@ import numpy as np
 import SimpleITK as sitk
 
 __all__ = ["warning", "sequence_warnings", "geometry_warnings", "registration_metric", "registration_warning",
-           "outline_overlap", "lesion_warnings", "skull_and_scalp_visible", "edge_profile", "REGISTRATION_POOR",
-           "REGISTRATION_POOR_OUTLINE", "SAME_SERIES_R"]
+           "outline_overlap", "head_mask", "lesion_warnings", "skull_and_scalp_visible", "edge_profile",
+           "REGISTRATION_POOR", "REGISTRATION_POOR_OUTLINE", "SAME_SERIES_R"]
 
 REGISTRATION_POOR = -0.12
 # Dice of the two brain outlines of skull-stripped sequences after registration. Inside a stripped brain the
@@ -53,34 +53,43 @@ def warning(code: str, message: str) -> dict:
     return {"code": code, "message": message}
 
 
-def registration_metric(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform) -> float:
+def registration_metric(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform,
+                        head: sitk.Image | None = None) -> float:
     """Mattes mutual information of ``moving`` through ``transform`` onto ``fixed``, inside ``fixed``'s head (lower is better).
 
     Sampling only the head keeps the zero background of a skull-stripped study, shared by two
-    co-registered sequences, from counting as agreement or hiding disagreement.
+    co-registered sequences, from counting as agreement or hiding disagreement. ``head`` is
+    :func:`head_mask` of ``fixed``, for a caller that scores several sequences against one FLAIR.
+
+    The metric's image-gradient filters are off: they smooth both whole volumes for the metric's
+    derivative, which an evaluation never reads (the value is the same to the last bit, at a third
+    of the cost; tests/test_input_checks.py).
     """
     fixed = sitk.Cast(fixed, sitk.sitkFloat32)
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     method.SetMetricSamplingStrategy(method.RANDOM)
     method.SetMetricSamplingPercentage(0.1, seed=42)
+    method.SetMetricUseFixedImageGradientFilter(False)
+    method.SetMetricUseMovingImageGradientFilter(False)
     method.SetInterpolator(sitk.sitkLinear)
     method.SetMovingInitialTransform(transform)
-    method.SetMetricFixedMask(_head(fixed))
+    method.SetMetricFixedMask(head if head is not None else head_mask(fixed))
     return float(method.MetricEvaluate(fixed, sitk.Cast(moving, sitk.sitkFloat32)))
 
 
-def outline_overlap(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform) -> float:
+def outline_overlap(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform,
+                    head: sitk.Image | None = None) -> float:
     """Dice of ``fixed``'s head (holes filled) and ``moving``'s carried onto it by ``transform``, over the
     slices of ``fixed`` that both cover.
 
     For two skull-stripped sequences the head is the stripped brain, which one brain mask usually
     cut from both: aligned, the outlines coincide (0.95 and more); 10 mm off or another patient's
     brain, they do not. Slices only one of them covers are left out: a post-contrast slab that
-    stops short of the vertex is not a misfit.
+    stops short of the vertex is not a misfit. ``head`` is :func:`head_mask` of ``fixed``.
     """
-    head = _head(fixed)
-    carried = sitk.Resample(_head(moving), head, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    head = head if head is not None else head_mask(fixed)
+    carried = sitk.Resample(head_mask(moving), head, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     a, b = sitk.GetArrayViewFromImage(head) > 0, sitk.GetArrayViewFromImage(carried) > 0
     both = a.any(axis=(1, 2)) & b.any(axis=(1, 2))
     a, b = a[both], b[both]
@@ -88,22 +97,23 @@ def outline_overlap(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Trans
 
 
 def registration_warning(name: str, fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform,
-                         fixed_stripped: bool) -> dict | None:
+                         fixed_stripped: bool, head: sitk.Image | None = None) -> dict | None:
     """registration_poor for one registered sequence, or None when it fits.
 
     A skull-stripped FLAIR and a sequence with an empty background (stripped too) are judged by their
     outlines (:func:`outline_overlap`), anything else by the mutual information inside the FLAIR's head
-    (:func:`registration_metric`). The edge test of :func:`skull_and_scalp_visible` is not used on the
-    sequence: it was measured on FLAIRs, and a stripped T1's dark rim of CSF looks like skull to it.
+    (:func:`registration_metric`); ``head`` is :func:`head_mask` of ``fixed``. The edge test of
+    :func:`skull_and_scalp_visible` is not used on the sequence: it was measured on FLAIRs, and a
+    stripped T1's dark rim of CSF looks like skull to it.
     """
     label = name.upper()
     if fixed_stripped and _zero_fraction(moving) > STRIPPED_ZERO_FRACTION:
-        overlap = outline_overlap(fixed, moving, transform)
+        overlap = outline_overlap(fixed, moving, transform, head)
         if overlap < REGISTRATION_POOR_OUTLINE:
             return warning("registration_poor", f"{label} did not align well with the FLAIR (the brain outlines "
                            f"overlap {overlap:.2f}); check that it is from the same session")
         return None
-    metric = registration_metric(fixed, moving, transform)
+    metric = registration_metric(fixed, moving, transform, head)
     if metric > REGISTRATION_POOR:
         return warning("registration_poor", f"{label} did not align well with the FLAIR "
                        f"(mutual information {metric:.2f}); check that it is from the same session")
@@ -115,8 +125,9 @@ def _zero_fraction(image: sitk.Image) -> float:
     return float(np.mean(voxels == 0)) if voxels.size else 0.0
 
 
-def _head(image: sitk.Image) -> sitk.Image:
-    """What lies above :func:`_foreground_level`, holes filled: the head, or the brain once stripped."""
+def head_mask(image: sitk.Image) -> sitk.Image:
+    """The head of a volume as read: voxels above :func:`_foreground_level`, holes filled (the region
+    :func:`registration_metric` samples; for a skull-stripped volume, the brain)."""
     image = sitk.Cast(image, sitk.sitkFloat32)
     return sitk.BinaryFillhole(image > _foreground_level(sitk.GetArrayViewFromImage(image)))
 

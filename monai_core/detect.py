@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import time
 import warnings
+from concurrent.futures import Future, wait
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import SimpleITK as sitk
@@ -17,11 +19,13 @@ from .checks import lesion_warnings
 from .errors import InputError
 from .measurements import measure
 from .outputs import CaseWriter, case_folder_ready, write_json_atomic, write_mask_nifti, write_overlay_png, write_seg_nrrd
-from .pipeline import TumorSegPipeline
 from .quality import case_features, uncertain_slices
 from .progress import Progress
-from .series_choice import StudyChoice
 from .study import Study, is_kaggle_case, load_kaggle_case, load_volumes
+
+if TYPE_CHECKING:  # torch and pydicom are imported where they are used: a cold detect can read while torch loads
+    from .pipeline import TumorSegPipeline
+    from .series_choice import StudyChoice
 
 KAGGLE_VOXEL_ML = 0.94 * 0.94 * 5.0 / 1000  # a Kaggle slice stack has no spacing: about 0.94 mm pixels, 5 mm slices
 
@@ -114,7 +118,7 @@ def build_report(study: Study, prediction, mask, pipeline: TumorSegPipeline, tim
 
 
 def detect_case(
-    pipeline: TumorSegPipeline,
+    pipeline: TumorSegPipeline | Future,
     out_root: str | Path,
     kaggle_dir=None,
     flair=None,
@@ -135,12 +139,20 @@ def detect_case(
     ``series_uids`` picks the series of each sequence when its path is a DICOM folder of several
     series; ``choice`` (:func:`monai_core.series_choice.choose_series`) gives the series chosen
     in a whole DICOM study instead of paths. ``dicom_sr`` adds measurements.dcm, which references
-    the SEG and so needs ``dicom_seg``.
+    the SEG and so needs ``dicom_seg``. ``pipeline`` may be a Future of one still loading (a cold
+    ``tumorseg detect`` loads the models while the study is read); the networks wait for it.
     """
     if dicom_sr and not dicom_seg:
         raise InputError(None, "--dicom-sr needs --dicom-seg: the SR references the DICOM-SEG's segment")
-    study, timing = read_case(out_root, kaggle_dir, flair, t1, t1c, case_id, dicom_seg, overwrite, progress, series_uids,
-                              choice)
+    try:
+        study, timing = read_case(out_root, kaggle_dir, flair, t1, t1c, case_id, dicom_seg, overwrite, progress,
+                                  series_uids, choice)
+    except BaseException:
+        if isinstance(pipeline, Future):
+            wait([pipeline])  # the loading thread ends before this error ends the process
+        raise
+    if isinstance(pipeline, Future):
+        pipeline = pipeline.result()  # the loader's own error (a weights checksum) is raised here
     return finish_case(pipeline, study, timing, out_root, seg_nrrd, overlay, dicom_seg, overwrite, progress,
                        dicom_sr)
 

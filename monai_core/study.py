@@ -8,18 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import SimpleITK as sitk
-from PIL import Image
 
-from .data.lgg import find_slices
 from .errors import InputError
-from .checks import geometry_warnings, registration_warning, sequence_warnings, skull_and_scalp_visible
-from .io.dicom import DicomSeries
+from .checks import geometry_warnings, head_mask, registration_warning, sequence_warnings, skull_and_scalp_visible
 from .io.volumes import read_source, series_identity
-from .series_choice import StudyChoice
 from .preprocess import (
     MODEL_SIZE,
     TRAINING_ORIENTATION,
@@ -29,6 +25,10 @@ from .preprocess import (
     register_rigid,
     to_model_space,
 )
+
+if TYPE_CHECKING:  # pydicom is imported only when a DICOM series is read (io.volumes)
+    from .io.dicom import DicomSeries
+    from .series_choice import StudyChoice
 
 __all__ = ["Study", "load_volumes", "load_kaggle_case", "is_kaggle_case"]
 
@@ -75,6 +75,10 @@ def is_kaggle_case(path: str | Path) -> bool:
 
 def load_kaggle_case(case_dir: str | Path, case_id: str | None = None) -> Study:
     """A Kaggle-layout patient folder: ``<case>_<n>.tif`` slices, channels T1, FLAIR, T1c."""
+    from PIL import Image
+
+    from .data.lgg import find_slices
+
     case_dir = Path(case_dir)
     if not case_dir.is_dir():
         raise InputError(case_dir, "no such folder")
@@ -138,11 +142,12 @@ def load_volumes(
     channels = {"flair": flair_channel}
     flair_stripped = not skull_and_scalp_visible(flair_image)
     warnings = geometry_warnings(flair_image)
+    head = head_mask(flair_image) if others else None  # one FLAIR head for every sequence's registration check
     start = time.perf_counter()
     for i, (name, image) in enumerate(others.items()):
         progress("register", i / max(1, len(others)), f"registering {name} to the FLAIR")
         transform = register_rigid(flair_image, image, path={"t1": t1, "t1c": t1c}[name])
-        misfit = registration_warning(name, flair_image, image, transform, flair_stripped)
+        misfit = registration_warning(name, flair_image, image, transform, flair_stripped, head)
         warnings += [misfit] if misfit else []
         channels[name] = intensity_window(to_model_space(image, grid, transform))
     timing["register_s"] = time.perf_counter() - start

@@ -126,3 +126,72 @@ def test_a_real_skull_stripped_study_is_segmented_and_recognised(pipeline, tmp_p
     assert dice(seg, truth) >= BET_DICE_FLOOR
     codes = {w["code"] for w in report["quality"]["warnings"]}
     assert {"skull_stripped", "slice_spacing"} <= codes  # 1 mm slices, zero outside the brain
+
+
+# --------------------------------------------------------------------------- start-up (issue 27)
+
+
+def test_a_cold_detect_loads_the_models_while_reading_and_writes_the_same_mask(raw_result, tmp_path):
+    """The command line loads torch and the weights in a thread while the study is read and registered:
+    the mask is the same as with a pipeline loaded beforehand, and a NIfTI study imports neither the DICOM
+    readers nor nibabel (whose NIfTI module imports pydicom)."""
+    script = (
+        "import sys, threading\n"
+        "from monai_core.cli import main\n"
+        "loaded_in = []\n"
+        "import monai_core.commands.detect as command\n"
+        "load = command._load_pipeline\n"
+        "command._load_pipeline = lambda bundle: (loaded_in.append(threading.current_thread().name), load(bundle))[1]\n"
+        f"code = main(['detect', '--flair', {str(RAW / 'flair.nii.gz')!r}, '--t1', {str(RAW / 't1.nii.gz')!r},"
+        f" '--t1c', {str(RAW / 't1c.nii.gz')!r}, '--case-id', 'FG6692', '-o', {str(tmp_path)!r}, '--progress', 'none'])\n"
+        "unneeded = sorted(m for m in sys.modules if m in {'monai_core.io.dicom', 'monai_core.series_choice', 'highdicom',"
+        " 'pydicom', 'nibabel'})\n"
+        "sys.exit(f'{code} {unneeded} {loaded_in}' if code or unneeded or loaded_in == ['MainThread'] or not loaded_in else 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    folder, _ = raw_result
+    cold = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "FG6692" / "segmentation.nii.gz")))
+    warm = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "segmentation.nii.gz")))
+    assert cold.any() and np.array_equal(cold, warm)
+
+
+def test_a_study_that_cannot_be_read_waits_for_the_loading_models_then_fails(tmp_path, monkeypatch):
+    """The read's error wins, but only once the loading thread has ended (no thread left importing torch)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import monai_core.detect as detect
+    from monai_core.errors import InputError
+
+    read_failed = threading.Event()
+
+    def failing_read(*args, **kwargs):
+        read_failed.set()
+        raise InputError(tmp_path / "flair.nii.gz", "the file is truncated")
+
+    def slow_load():
+        assert read_failed.wait(timeout=600)  # ends only after the read has failed
+        return "pipeline"
+
+    monkeypatch.setattr(detect, "read_case", failing_read)
+    with ThreadPoolExecutor(1) as executor:
+        loading = executor.submit(slow_load)
+        with pytest.raises(InputError, match="truncated"):
+            detect.detect_case(loading, tmp_path, flair=tmp_path / "flair.nii.gz")
+        assert loading.done() and loading.result() == "pipeline"
+
+
+def test_the_loaders_own_error_is_raised_after_the_read(tmp_path, monkeypatch):
+    from concurrent.futures import Future
+
+    import monai_core.detect as detect
+    from monai_core.errors import InputError
+
+    failed = Future()
+    failed.set_exception(InputError(tmp_path / "model.pt", "weights checksum mismatch"))
+    read = []
+    monkeypatch.setattr(detect, "read_case", lambda *a, **k: read.append(1) or (None, {}))
+    with pytest.raises(InputError, match="checksum"):
+        detect.detect_case(failed, tmp_path, flair=RAW / "flair.nii.gz")
+    assert read == [1]

@@ -46,7 +46,6 @@ def detect_from_args(args, progress, pipeline=None) -> dict:
     from ..detect import detect_case
     from ..errors import InputError
     from ..outputs import case_folder_ready
-    from ..pipeline import DEFAULT_BUNDLE, TumorSegPipeline
 
     if sum(x is not None for x in (args.case_dir, args.flair, args.study)) != 1:
         raise InputError(None, "give exactly one of: a Kaggle case folder, --flair, or --study")
@@ -60,7 +59,7 @@ def detect_from_args(args, progress, pipeline=None) -> dict:
         case_folder_ready(args.output, args.case_id, args.overwrite)
     if pipeline is None:
         progress("load", 0.0, "loading the models")
-        pipeline = TumorSegPipeline(args.bundle or DEFAULT_BUNDLE)
+        pipeline = _load_while_reading(args)
     report = detect_case(
         pipeline,
         args.output,
@@ -100,6 +99,40 @@ def run(args) -> int:
             print(f"tumorseg: warning: {item['message']} [{item['code']}]", file=sys.stderr)
     print(f"outputs: {Path(args.output) / report['case_id']}")
     return 0
+
+
+def _load_while_reading(args):
+    """A Future of the bundle's pipeline, loading in a thread while the main thread reads the study.
+
+    Importing torch and loading the weights take about 2.8 s of a cold detect; reading, registering
+    and checking the study take as long, and run in SimpleITK and numpy, which release the GIL. So
+    the two overlap; :func:`monai_core.detect.detect_case` waits for the pipeline before the networks.
+    The study's readers are imported first, so that the two threads never import at the same time.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    _import_readers(args)
+    executor = ThreadPoolExecutor(1, thread_name_prefix="tumorseg-load")
+    loading = executor.submit(_load_pipeline, args.bundle)
+    executor.shutdown(wait=False)  # the thread ends when the pipeline is loaded
+    return loading
+
+
+def _import_readers(args) -> None:
+    """Import what reading this study needs (the Kaggle slice reader, or pydicom and highdicom's reader)."""
+    import importlib
+
+    names = {"monai_core.data.lgg"} if args.case_dir is not None else set()
+    if args.study is not None or any(path is not None and Path(path).is_dir() for path in (args.flair, args.t1, args.t1c)):
+        names.add("monai_core.io.dicom")
+    for name in sorted(names):
+        importlib.import_module(name)
+
+
+def _load_pipeline(bundle):
+    from ..pipeline import DEFAULT_BUNDLE, TumorSegPipeline
+
+    return TumorSegPipeline(bundle or DEFAULT_BUNDLE)
 
 
 def _check_paths(out_root, *inputs) -> None:

@@ -11,13 +11,16 @@ import os
 import tempfile
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
 from .common import IDENTITY_TAGS, MAX_SLICES, MAX_VOXELS, series_identity
-from .dicom import DicomSeries, read_series
+
+if TYPE_CHECKING:  # pydicom costs a NIfTI read 0.3-0.9 s of start-up: imported in _read_volume for DICOM input
+    from .dicom import DicomSeries
 
 __all__ = ["MAX_VOXELS", "MAX_SLICES", "VOLUME_SUFFIXES", "IDENTITY_TAGS", "read_volume", "read_source",
            "check_volume", "series_identity"]
@@ -90,6 +93,8 @@ def read_source(path, series_uid: str | None = None) -> tuple[sitk.Image, DicomS
 def _read_volume(path: Path, files, series_uid: str | None, scratch: Path) -> tuple[sitk.Image, DicomSeries | None]:
     series = None
     if files is not None or path.is_dir():
+        from .dicom import read_series
+
         series = read_series(path if files is None else files, series_uid)
         image = series.image
     else:
@@ -146,7 +151,7 @@ def _check_nifti(path: Path, decompressed: Path | None = None) -> Path | None:
         pixdim = [float(v) for v in header["pixdim"][1 : 1 + min(3, len(shape))]]
         slope, inter = _slope_inter(header)
         offset = max(int(header["vox_offset"]), header.sizeof_hdr)
-    except Exception as error:  # nibabel raises several types for damaged headers
+    except Exception as error:  # a damaged header fails in several ways (a NaN offset, an unknown data type)
         raise InputError(path, f"cannot read the NIfTI header ({_first_line(error) or type(error).__name__})") from None
     ndim = int(header["dim"][0])
     if not 1 <= ndim <= 7 or any(int(n) < 1 for n in header["dim"][1 : ndim + 1]):
@@ -227,19 +232,60 @@ class _Copy:
             self.path = None
 
 
-def _nifti_header(path: Path):
-    """The NIfTI-1 or NIfTI-2 header as written, without nibabel's fixes (which would hide the problem)."""
-    import nibabel as nib
+# The NIfTI-1 and NIfTI-2 headers (nifti1.h, nifti2.h): the fields _check_nifti reads, the rest as padding.
+# Read with numpy rather than nibabel, whose nifti1 module imports pydicom: 0.36 s of CPU that a NIfTI detect
+# would pay before reading its first voxel.
+_NIFTI1 = np.dtype([("sizeof_hdr", "i4"), ("_", "V36"), ("dim", "i2", 8), ("_1", "V14"), ("datatype", "i2"),
+                    ("_2", "V4"), ("pixdim", "f4", 8), ("vox_offset", "f4"), ("scl_slope", "f4"), ("scl_inter", "f4"),
+                    ("_3", "V132"), ("qform_code", "i2"), ("sform_code", "i2"), ("quatern_b", "f4"), ("quatern_c", "f4"),
+                    ("quatern_d", "f4"), ("qoffset_x", "f4"), ("qoffset_y", "f4"), ("qoffset_z", "f4"),
+                    ("srow_x", "f4", 4), ("srow_y", "f4", 4), ("srow_z", "f4", 4), ("_4", "V16"), ("magic", "S4")])
+_NIFTI2 = np.dtype([("sizeof_hdr", "i4"), ("magic", "S4"), ("_0", "V4"), ("datatype", "i2"), ("_", "V2"), ("dim", "i8", 8),
+                    ("_1", "V24"), ("pixdim", "f8", 8), ("vox_offset", "i8"), ("scl_slope", "f8"), ("scl_inter", "f8"),
+                    ("_2", "V152"), ("qform_code", "i4"), ("sform_code", "i4"), ("quatern_b", "f8"), ("quatern_c", "f8"),
+                    ("quatern_d", "f8"), ("qoffset_x", "f8"), ("qoffset_y", "f8"), ("qoffset_z", "f8"),
+                    ("srow_x", "f8", 4), ("srow_y", "f8", 4), ("srow_z", "f8", 4), ("_3", "V44")])
+# NIfTI datatype codes; void: none, binary, RGB, all, RGBA (ITK reads or refuses those itself)
+_NIFTI_DTYPES = {2: "u1", 4: "i2", 8: "i4", 16: "f4", 64: "f8", 256: "i1", 512: "u2", 768: "u4", 1024: "i8",
+                 1280: "u8", 1536: "g", 32: "c8", 1792: "c16", 2048: "G", 0: "V1", 1: "V1", 128: "V3", 255: "V1",
+                 2304: "V4"}
 
+
+class _NiftiHeader:
+    """A NIfTI-1 or NIfTI-2 header as written, with nibabel's accessors for what _check_nifti reads."""
+
+    def __init__(self, raw: bytes, layout: np.dtype, byteorder: str) -> None:
+        self.sizeof_hdr = layout.itemsize
+        self.byteorder = byteorder
+        self._fields = np.frombuffer(raw[: layout.itemsize], dtype=layout.newbyteorder(byteorder))[0]
+
+    def __getitem__(self, name: str):
+        return self._fields[name]
+
+    def get_data_shape(self) -> tuple[int, ...]:
+        dim = self._fields["dim"]
+        return (0,) if int(dim[0]) == 0 else tuple(int(d) for d in dim[1 : int(dim[0]) + 1])
+
+    def get_data_dtype(self) -> np.dtype:
+        code = int(self._fields["datatype"])
+        if code not in _NIFTI_DTYPES:
+            raise ValueError(f"unknown data type code {code}")
+        return np.dtype(_NIFTI_DTYPES[code]).newbyteorder(self.byteorder)
+
+
+def _nifti_header(path: Path) -> _NiftiHeader:
+    """The NIfTI-1 or NIfTI-2 header as written, without nibabel's fixes (which would hide the problem)."""
     with (gzip.open if _is_gzip(path) else open)(path, "rb") as stream:
         raw = stream.read(540)
     if len(raw) < 348:
         raise ValueError(f"{len(raw)} bytes, shorter than a NIfTI header")
-    sizes = {int.from_bytes(raw[:4], "little"), int.from_bytes(raw[:4], "big")}
-    klass = nib.Nifti2Header if 540 in sizes else nib.Nifti1Header if 348 in sizes else None
-    if klass is None:
-        raise ValueError("not a NIfTI header")
-    return klass(raw[: klass.sizeof_hdr], check=False)
+    for layout in (_NIFTI2, _NIFTI1):  # told apart, and the byte order found, by sizeof_hdr
+        for byteorder in "<>":
+            if int.from_bytes(raw[:4], "little" if byteorder == "<" else "big") == layout.itemsize:
+                if len(raw) < layout.itemsize:
+                    raise ValueError(f"{len(raw)} bytes, shorter than a NIfTI-2 header")
+                return _NiftiHeader(raw, layout, byteorder)
+    raise ValueError("not a NIfTI header")
 
 
 def _slope_inter(header) -> tuple[float, float]:

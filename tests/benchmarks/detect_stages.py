@@ -23,6 +23,14 @@ of them) and the ratio of the in-process time to that floor.
 
     python tests/benchmarks/detect_stages.py [--rounds 5] [--baseline 3778206] [--kaggle DIR]
 
+Every child (both versions, in-process and cold, and the U-Net) is pinned to ``--threads`` cores and
+gets that many torch, OpenMP and ITK threads; the torch count is checked inside each child. Every input
+is in this repository (the sample study, the Kaggle stack, the baseline taken from its own history).
+A version that loads its models in a thread while it reads (issue 27) keeps doing so under the
+benchmark: the pipeline's timers are installed when it imports ``monai_core.pipeline``, not before;
+its cold stage times then include the contention with that thread. At the end, the medians are also
+printed as the Markdown table of the README's benchmark section.
+
 Run it on an idle machine; on a busy one the figures mean nothing.
 """
 
@@ -74,24 +82,55 @@ def _wrap(owner, name, stage):
     setattr(owner, name, timed)
 
 def install():
-    import monai_core.detect as detect, monai_core.study as study, monai_core.pipeline as pipeline
+    import monai_core.detect as detect, monai_core.study as study
     for name in ("load_study",):
         _wrap(detect, name, "read")
     for name in ("register_rigid", "register_rigid_scored"):
         _wrap(study, name, "register")
-    for name in ("registration_metric", "sequence_warnings", "geometry_warnings"):
+    for name in ("registration_metric", "head_mask", "sequence_warnings", "geometry_warnings"):
         _wrap(study, name, "checks")
     _wrap(detect, "lesion_warnings", "checks")
-    _wrap(pipeline.TumorSegPipeline, "classify", "classify")
-    _wrap(pipeline.TumorSegPipeline, "segment", "segment")
-    for name in ("keep_main_components", "clean_up", "cleaned_probability"):  # the clean-up of 0.3.0, 0.3.x and 0.4.0
-        _wrap(pipeline, name, "segment")
-    _wrap(pipeline.TumorSegPipeline, "flipped_segmentation", "confidence")
     for name in ("case_features", "uncertain_slices"):
         _wrap(detect, name, "confidence")
     _wrap(study.Study, "mask_on_input_grid", "map back")
     for name in ("write_mask_nifti", "write_seg_nrrd", "write_overlay_png", "write_json_atomic", "build_report"):
         _wrap(detect, name, "write")
+    _after_import("monai_core.pipeline", _install_pipeline)
+
+def _install_pipeline(pipeline):
+    _wrap(pipeline.TumorSegPipeline, "classify", "classify")
+    _wrap(pipeline.TumorSegPipeline, "segment", "segment")
+    for name in ("keep_main_components", "clean_up", "cleaned_probability"):  # the clean-up of 0.3.0, 0.3.x and 0.4.0
+        _wrap(pipeline, name, "segment")
+    _wrap(pipeline.TumorSegPipeline, "flipped_segmentation", "confidence")
+
+def _after_import(name, then):
+    # then(module) once name is imported, by whichever thread, without importing it here: a version that
+    # imports torch in the background while it reads (issue 27) keeps doing so under the benchmark
+    import importlib.abc, importlib.machinery, sys
+    if name in sys.modules:
+        return then(sys.modules[name])
+
+    class Finder(importlib.abc.MetaPathFinder):
+        def find_spec(self, fullname, path, target=None):
+            if fullname != name:
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+            original = spec.loader
+
+            class Loader(importlib.abc.Loader):
+                def create_module(self, spec):
+                    return original.create_module(spec)
+
+                def exec_module(self, module):
+                    original.exec_module(module)
+                    then(module)
+
+            spec.loader = Loader()
+            return spec
+
+    sys.meta_path.insert(0, Finder())
 
 def take():
     out = dict(_totals)
@@ -110,6 +149,8 @@ from monai_core.pipeline import TumorSegPipeline
 study_args = json.loads(sys.argv[1])
 repeats = int(sys.argv[2])
 pipeline = TumorSegPipeline()
+if torch.get_num_threads() != int(sys.argv[3]):
+    sys.exit(f"the pipeline runs with {torch.get_num_threads()} torch threads, not {sys.argv[3]}")
 counts = {"classifier": 0, "segmenter": 0}
 def counted(name, function):
     def call(x, *a, **k):
@@ -185,15 +226,17 @@ def _pinned(threads: int):
 
 def _env(checkout: Path, threads: int) -> dict:
     env = {"PYTHONPATH": str(checkout), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[name] = str(threads)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"):
+        env[name] = str(threads)  # ITK otherwise takes every core of the machine, not those it is pinned to
     return env
 
 
 def in_process(checkout: Path, study: dict, repeats: int, threads: int) -> dict:
     result = subprocess.run([sys.executable, "-c", IN_PROCESS, json.dumps(study), str(repeats), str(threads)],
-                            cwd=checkout, env=_env(checkout, threads), check=True, capture_output=True, text=True,
+                            cwd=checkout, env=_env(checkout, threads), capture_output=True, text=True,
                             preexec_fn=_pinned(threads))
+    if result.returncode:
+        raise RuntimeError(f"{checkout}: the in-process run failed: {result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -280,6 +323,22 @@ def stage_line(label: str, times: dict) -> str:
     return f"  {label}: total {times['total']:.3f} s = " + ", ".join(parts) + extra
 
 
+def markdown_table(study: str, m: dict, baseline: str) -> str:
+    """The README's stage table for one study: medians of this checkout and of the baseline, and their ratio."""
+    current_in, base_in = m[("current", "in-process")], m[(f"baseline {baseline}", "in-process")]
+    current_cold, base_cold = m[("current", "cold")], m[(f"baseline {baseline}", "cold")]
+    rows = [(f"in-process {stage}", current_in.get(stage, 0.0), base_in.get(stage, 0.0))
+            for stage in (*STAGES, "start-up and rest")]
+    rows += [("**in-process total**", current_in["total"], base_in["total"]),
+             ("cold: start-up (imports, model load) and rest", current_cold["start-up and rest"], base_cold["start-up and rest"]),
+             ("**cold total**", current_cold["total"], base_cold["total"])]
+    lines = [f"| {study} | current (s) | {baseline} (s) | current / {baseline} |", "|---|---|---|---|"]
+    lines += [f"| {label} | {a:.2f} | {b:.2f} | {a / b:.2f}x |" if b else f"| {label} | {a:.2f} | {b:.2f} | - |"
+              for label, a, b in rows]
+    lines.append(f"| cold peak memory (MB) | {current_cold['peak_mb']:.0f} | {base_cold['peak_mb']:.0f} | |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds; medians are printed")
@@ -341,6 +400,8 @@ def main() -> None:
             print(f"  {version}: {count['slices']} slices; classifier on {count['classifier']}, segmenter on "
                   f"{count['segmenter']} (flip pass included): {floor_gflop:.1f} GFLOP, floor {floor:.3f} s; "
                   f"in-process time / floor {time_ / floor:.2f}")
+    for study in studies:
+        print("\n" + markdown_table(study, {key[1:]: medians(r) for key, r in runs.items() if key[0] == study}, args.baseline))
     print(f"GFLOP per slice: classifier {flop['classifier']:.3f} (at its input size), segmenter {flop['segmenter']:.3f}")
     print("measured peak GFLOP/s: " + ", ".join(f"{k} {v:.1f}" for k, v in peak.items()) + f"; floor uses {best:.1f}")
 
