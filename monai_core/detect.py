@@ -129,18 +129,20 @@ def detect_case(
     series_uids: dict[str, str] | None = None,
     dicom_sr: bool = False,
     choice: StudyChoice | None = None,
+    studies=None,
 ) -> dict:
     """Run the whole pipeline on one study and write ``out_root/<case_id>/``; returns the report.
 
     ``series_uids`` picks the series of each sequence when its path is a DICOM folder of several
     series; ``choice`` (:func:`monai_core.series_choice.choose_series`) gives the series chosen
     in a whole DICOM study instead of paths. ``dicom_sr`` adds measurements.dcm, which references
-    the SEG and so needs ``dicom_seg``.
+    the SEG and so needs ``dicom_seg``. ``studies`` (a :class:`monai_core.study_cache.StudyCache`)
+    remembers studies read before, as the warm engine does.
     """
     if dicom_sr and not dicom_seg:
         raise InputError(None, "--dicom-sr needs --dicom-seg: the SR references the DICOM-SEG's segment")
     study, timing = read_case(out_root, kaggle_dir, flair, t1, t1c, case_id, dicom_seg, overwrite, progress, series_uids,
-                              choice)
+                              choice, studies)
     return finish_case(pipeline, study, timing, out_root, seg_nrrd, overlay, dicom_seg, overwrite, progress,
                        dicom_sr)
 
@@ -175,6 +177,7 @@ def read_case(
     progress: Progress | None = None,
     series_uids: dict[str, str] | None = None,
     choice: StudyChoice | None = None,
+    studies=None,
 ) -> tuple[Study, dict]:
     """The first half of :func:`detect_case`: check the request and load the study (no network needed).
 
@@ -187,7 +190,8 @@ def read_case(
         raise InputError(flair or kaggle_dir, "--dicom-seg needs the FLAIR as a DICOM series folder")
     if case_id is not None:
         case_folder_ready(out_root, case_id, overwrite)  # fail before the work, not after
-    study = load_study(kaggle_dir, flair, t1, t1c, case_id, progress, series_uids, choice)
+    load = studies.load if studies is not None else load_study
+    study = load(kaggle_dir, flair, t1, t1c, case_id, progress, series_uids, choice)
     case_folder_ready(out_root, study.case_id, overwrite)
     return study, {"load_s": time.perf_counter() - started, **study.timing}
 

@@ -36,7 +36,14 @@ so ``bundle`` and ``progress`` are not request keys. End of file on stdin ends t
 - one answer per request, after its progress lines, either
   ``{"done": true, "report": "/out/case/report.json", "case_id": "case", ...}`` or
   ``{"error": "<one line>", "kind": "input" | "internal", ...}``; both also carry ``id`` (when the
-  request had one), ``elapsed_s`` and ``engine: {"pid", "requests", "model_loads"}``.
+  request had one), ``elapsed_s`` and ``engine: {"pid", "requests", "model_loads", "study_reads",
+  "study_reuses"}``.
+
+**A second Detect on the same study** skips reading, registering and checking it: the engine keeps
+the last two studies it read, keyed by the content of the input files and the series options
+(monai_core/study_cache.py), so only the networks and the writing run again. Inputs whose bytes
+changed are read again; the same bytes under new paths (the Slicer module writes each click's
+volumes to a new folder) are not. ``study_reads`` and ``study_reuses`` count both.
 
 A request that fails (bad JSON, an unknown key, a bad input file, or an internal error) is
 answered with ``error`` and the engine goes on with the next request. If the models cannot be
@@ -68,6 +75,14 @@ __all__ = ["Engine", "main"]
 # detect arguments that are not request keys: the engine fixes them for its whole life
 _FIXED = {"help": None, "progress": "progress is always JSON on the engine's stdout",
           "bundle": "the bundle is chosen when the engine starts (python -m monai_core.engine --bundle DIR)"}
+
+
+def _study_cache():
+    """The studies this engine read, so that a second Detect on the same inputs skips reading (monai_core.study_cache)."""
+    from .detect import load_study
+    from .study_cache import StudyCache
+
+    return StudyCache(load_study)
 
 
 def _one_line(text: str, limit: int = 1000) -> str:
@@ -108,6 +123,7 @@ class Engine:
                                 for name, parser in self.parsers.items()}
         self.requests = 0
         self.model_loads = 0
+        self.studies = _study_cache()
 
     def send(self, message: dict) -> None:
         self.out.write(json.dumps(message) + "\n")
@@ -147,7 +163,7 @@ class Engine:
             if command == "compare":
                 answer = self.compare(args)
             else:
-                report = detect_from_args(args, self.progress, pipeline=self.pipeline)
+                report = detect_from_args(args, self.progress, pipeline=self.pipeline, studies=self.studies)
                 path = Path(args.output) / report["case_id"] / "report.json"
                 answer = {"done": True, "report": str(path), "case_id": report["case_id"]}
         except InputError as error:
@@ -163,7 +179,8 @@ class Engine:
         if request_id is not None:
             answer["id"] = request_id
         answer["elapsed_s"] = round(time.perf_counter() - started, 3)
-        answer["engine"] = {"pid": os.getpid(), "requests": self.requests, "model_loads": self.model_loads}
+        answer["engine"] = {"pid": os.getpid(), "requests": self.requests, "model_loads": self.model_loads,
+                            "study_reads": self.studies.reads, "study_reuses": self.studies.hits}
         return answer
 
     def compare(self, args: argparse.Namespace) -> dict:
