@@ -77,12 +77,17 @@ _FIXED = {"help": None, "progress": "progress is always JSON on the engine's std
           "bundle": "the bundle is chosen when the engine starts (python -m monai_core.engine --bundle DIR)"}
 
 
+def _load_study(*args):
+    from .detect import load_study  # imported at the first request, as the rest of detect
+
+    return load_study(*args)
+
+
 def _study_cache():
     """The studies this engine read, so that a second Detect on the same inputs skips reading (monai_core.study_cache)."""
-    from .detect import load_study
     from .study_cache import StudyCache
 
-    return StudyCache(load_study)
+    return StudyCache(_load_study)
 
 
 def _one_line(text: str, limit: int = 1000) -> str:

@@ -24,9 +24,11 @@ import json
 from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .series_choice import StudyChoice
-from .study import Study, _case_name
+if TYPE_CHECKING:  # light to import: the engine makes its cache before it loads anything heavy
+    from .series_choice import StudyChoice
+    from .study import Study
 
 __all__ = ["StudyCache", "study_key"]
 
@@ -108,6 +110,8 @@ def _as_requested(study: Study, kaggle_dir, flair, t1, t1c, case_id, choice, tim
     Paths and name as load_study would set them; a copy, so that nothing a request does to its
     study (its timing, its warnings) reaches the cache.
     """
+    from .study import _case_name
+
     inputs = dict(study.inputs)
     if kaggle_dir is not None:  # as monai_core.study.load_kaggle_case
         inputs["kaggle"] = str(kaggle_dir)
