@@ -37,13 +37,15 @@ so ``bundle`` and ``progress`` are not request keys. End of file on stdin ends t
   ``{"done": true, "report": "/out/case/report.json", "case_id": "case", ...}`` or
   ``{"error": "<one line>", "kind": "input" | "internal", ...}``; both also carry ``id`` (when the
   request had one), ``elapsed_s`` and ``engine: {"pid", "requests", "model_loads", "study_reads",
-  "study_reuses"}``.
+  "study_reuses", "prediction_runs", "prediction_reuses"}``.
 
-**A second Detect on the same study** skips reading, registering and checking it: the engine keeps
-the last two studies it read, keyed by the content of the input files and the series options
-(monai_core/study_cache.py), so only the networks and the writing run again. Inputs whose bytes
-changed are read again; the same bytes under new paths (the Slicer module writes each click's
-volumes to a new folder) are not. ``study_reads`` and ``study_reuses`` count both.
+**A second Detect on the same study** costs only what changed. The engine keeps the last two
+studies it read, keyed by the content of the input files and the series options
+(monai_core/study_cache.py): the same bytes under new paths (the Slicer module writes each click's
+volumes to a new folder) are not read, registered or checked again, while inputs whose bytes
+changed are. It also keeps the networks' results on the last two slice stacks, keyed by the
+slices' bytes (monai_core/remembered_predictions.py), so unchanged slices skip the networks and
+only the outputs are written again. The ``study_*`` and ``prediction_*`` counts say which ran.
 
 A request that fails (bad JSON, an unknown key, a bad input file, or an internal error) is
 answered with ``error`` and the engine goes on with the next request. If the models cannot be
@@ -69,6 +71,7 @@ from typing import Iterable, TextIO
 
 from .errors import InputError
 from .progress import reporter
+from .remembered_predictions import RememberedPredictions
 
 __all__ = ["Engine", "main"]
 
@@ -129,6 +132,7 @@ class Engine:
         self.requests = 0
         self.model_loads = 0
         self.studies = _study_cache()
+        self.predictions = RememberedPredictions()
 
     def send(self, message: dict) -> None:
         self.out.write(json.dumps(message) + "\n")
@@ -168,7 +172,8 @@ class Engine:
             if command == "compare":
                 answer = self.compare(args)
             else:
-                report = detect_from_args(args, self.progress, pipeline=self.pipeline, studies=self.studies)
+                report = detect_from_args(args, self.progress, pipeline=self.predictions.around(self.pipeline),
+                                          studies=self.studies)
                 path = Path(args.output) / report["case_id"] / "report.json"
                 answer = {"done": True, "report": str(path), "case_id": report["case_id"]}
         except InputError as error:
@@ -185,7 +190,8 @@ class Engine:
             answer["id"] = request_id
         answer["elapsed_s"] = round(time.perf_counter() - started, 3)
         answer["engine"] = {"pid": os.getpid(), "requests": self.requests, "model_loads": self.model_loads,
-                            "study_reads": self.studies.reads, "study_reuses": self.studies.hits}
+                            "study_reads": self.studies.reads, "study_reuses": self.studies.hits,
+                            "prediction_runs": self.predictions.runs, "prediction_reuses": self.predictions.hits}
         return answer
 
     def compare(self, args: argparse.Namespace) -> dict:

@@ -1,4 +1,5 @@
-"""The warm engine's study cache: a second Detect on the same inputs skips reading; a changed input is read again."""
+"""What the warm engine remembers: a second Detect on the same inputs skips reading and the networks;
+a changed input is read again, and changed slices go through the networks again."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import SimpleITK as sitk
 import monai_core.detect
 from conftest import RAW
 from monai_core.engine import Engine
+from monai_core.pipeline import SlicePrediction
+from monai_core.remembered_predictions import RememberedPredictions
 from monai_core.study import Study
 from monai_core.study_cache import StudyCache
 
@@ -100,6 +103,37 @@ def test_only_the_last_studies_are_kept_and_a_missing_input_goes_to_the_reader(t
     assert reader.calls[-1][0] == missing and len(cache.entries) == 1
 
 
+class _Networks:
+    """Stands in for TumorSegPipeline: counts predict calls; the result depends on the slices."""
+
+    mask_threshold = 0.5
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict(self, slices, progress=None, slice_spacing_mm=None):
+        self.calls += 1
+        return SlicePrediction(slices[:, 1].mean((1, 2)), slices[:, 1].mean((1, 2)) > 0.5, slices[:, 1].copy())
+
+
+def test_unchanged_slices_skip_the_networks_and_changed_ones_do_not():
+    networks, memory = _Networks(), RememberedPredictions()
+    pipeline = memory.around(networks)
+    assert pipeline.mask_threshold == 0.5  # everything else is the pipeline's
+    slices = np.random.default_rng(0).uniform(0, 1, (4, 3, 8, 8)).astype(np.float32)
+    first = pipeline.predict(slices, None, 5.5)
+    second = pipeline.predict(slices.copy(), None, 5.5)  # the same values in another array, as a reused study gives
+    assert networks.calls == 1 and (memory.runs, memory.hits) == (1, 1)
+    assert np.array_equal(first.tumour_probability, second.tumour_probability)
+    second.tumour_probability[:] = 7  # a request's own copy: the memory is not changed
+    assert np.array_equal(pipeline.predict(slices, None, 5.5).tumour_probability, first.tumour_probability)
+    changed = slices.copy()
+    changed[2, 0, 3, 3] += 1e-6  # one value of the T1 channel
+    pipeline.predict(changed, None, 5.5)
+    pipeline.predict(slices, None, 1.0)  # another slice spacing (the 2.5D segmenter's context depends on it)
+    assert networks.calls == 3
+
+
 @pytest.fixture(scope="module")
 def engine():
     engine = Engine(io.StringIO(), log=io.StringIO())
@@ -121,6 +155,7 @@ def test_the_engine_s_second_detect_skips_reading_and_gives_the_same_result(engi
     second_paths = _copy_inputs(tmp_path / "click2")
     second = detect("out2", second_paths)
     assert len(reads) == 1 and engine.studies.hits == 1
+    assert (engine.predictions.runs, engine.predictions.hits) == (1, 1)  # nor the networks
     assert second["inputs"]["flair"] == second_paths["flair"]
     for report in (first, second):
         report.pop("timing_s")
@@ -133,3 +168,4 @@ def test_the_engine_s_second_detect_skips_reading_and_gives_the_same_result(engi
     shutil.copy(RAW / "t2.nii.gz", second_paths["t1c"])  # the user picked another volume as T1c
     detect("out3", second_paths)
     assert len(reads) == 2 and engine.studies.hits == 1
+    assert (engine.predictions.runs, engine.predictions.hits) == (2, 1)  # other slices: the networks run again
