@@ -154,3 +154,27 @@ def test_nested_choice_does_not_see_the_held_out_group():
     on_c = best_setting(dice_table[2:], counts[2:], columns, 0.0)
     assert dice_table[2, on_c] == 1.0
     assert chosen[1] == best_setting(dice_table[:2], counts[:2], columns, 0.0)  # chosen on a and b only
+
+
+def test_overlay_figure_outlines_the_reference_in_green_and_the_gated_mask_in_red(tmp_path):
+    from monai_core.data.lgg import find_slices
+    from PIL import Image
+
+    patient = SAMPLE_PATIENTS[0]
+    n = len(find_slices(KAGGLE / patient))
+    truth = np.stack([np.asarray(Image.open(m)) > 0 for _, _, m in find_slices(KAGGLE / patient)])
+    z = int(np.argmax(truth.reshape(n, -1).sum(1)))
+    probability = np.zeros((n, 256, 256), np.float16)
+    probability[:, 20:60, 20:60] = 0.9
+    slice_probability = np.full(n, 0.9, np.float32)
+    slice_probability[z + 1] = 0.01  # gated off: no red on that slice
+    np.savez_compressed(tmp_path / f"{patient}.npz", tumour_probability=probability, truth=truth, slice_probability=slice_probability)
+    out = tmp_path / "figure.png"
+    made = run_script("overlay_cases.py", "--data", KAGGLE, "--cache", tmp_path, "--out", out, f"{patient}:{z},{z + 1}")
+    assert made.returncode == 0, made.stderr[-3000:]
+    figure = np.asarray(Image.open(out).convert("RGB"))
+    assert figure.shape == (256, 512, 3)
+    red = np.all(figure == (255, 0, 0), axis=-1)
+    green = np.all(figure == (0, 255, 0), axis=-1)
+    assert red[:, :256].sum() == 4 * 39 and not red[:, 256:].any()  # the square's outline, once
+    assert green[:, :256].any()
