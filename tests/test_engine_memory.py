@@ -169,3 +169,37 @@ def test_the_engine_s_second_detect_skips_reading_and_gives_the_same_result(engi
     detect("out3", second_paths)
     assert len(reads) == 2 and engine.studies.hits == 1
     assert (engine.predictions.runs, engine.predictions.hits) == (2, 1)  # other slices: the networks run again
+
+
+class _Series:
+    def __init__(self, files):
+        self.files = files
+
+
+class _Choice:
+    """Stands in for a StudyChoice (monai_core.series_choice): the chosen series' files and the report."""
+
+    def __init__(self, root, roles):
+        self.root, self.roles = root, roles
+
+    def __getitem__(self, role):
+        return self.roles.get(role)
+
+    def report(self):
+        return {role: {"series_uid": f"1.2.{n}"} for n, role in enumerate(self.roles)}
+
+
+def test_a_chosen_dicom_study_is_keyed_by_its_series_files(tmp_path):
+    reader = _Reader()
+    cache = StudyCache(reader)
+    files = [tmp_path / f"{n}.dcm" for n in range(3)]
+    for n, path in enumerate(files):
+        path.write_bytes(bytes([n]) * 100)
+    choice = _Choice(tmp_path, {"flair": _Series(files[:2]), "t1c": _Series(files[2:])})
+    first = cache.load(flair=tmp_path, t1c=tmp_path, choice=choice)
+    again = cache.load(flair=tmp_path, t1c=tmp_path, choice=choice)
+    assert len(reader.calls) == 1 and again.inputs["flair"] == str(tmp_path.absolute()) and again.inputs["t1"] is None
+    assert np.array_equal(first.slices, again.slices)
+    files[1].write_bytes(b"another instance")  # one instance of the FLAIR series changed
+    cache.load(flair=tmp_path, t1c=tmp_path, choice=choice)
+    assert len(reader.calls) == 2
