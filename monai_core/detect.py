@@ -133,6 +133,7 @@ def detect_case(
     series_uids: dict[str, str] | None = None,
     dicom_sr: bool = False,
     choice: StudyChoice | None = None,
+    studies=None,
 ) -> dict:
     """Run the whole pipeline on one study and write ``out_root/<case_id>/``; returns the report.
 
@@ -141,12 +142,14 @@ def detect_case(
     in a whole DICOM study instead of paths. ``dicom_sr`` adds measurements.dcm, which references
     the SEG and so needs ``dicom_seg``. ``pipeline`` may be a Future of one still loading (a cold
     ``tumorseg detect`` loads the models while the study is read); the networks wait for it.
+    ``studies`` (a :class:`monai_core.study_cache.StudyCache`) remembers studies read before, as the
+    warm engine does.
     """
     if dicom_sr and not dicom_seg:
         raise InputError(None, "--dicom-sr needs --dicom-seg: the SR references the DICOM-SEG's segment")
     try:
         study, timing = read_case(out_root, kaggle_dir, flair, t1, t1c, case_id, dicom_seg, overwrite, progress,
-                                  series_uids, choice)
+                                  series_uids, choice, studies)
     except BaseException:
         if isinstance(pipeline, Future):
             wait([pipeline])  # the loading thread ends before this error ends the process
@@ -187,6 +190,7 @@ def read_case(
     progress: Progress | None = None,
     series_uids: dict[str, str] | None = None,
     choice: StudyChoice | None = None,
+    studies=None,
 ) -> tuple[Study, dict]:
     """The first half of :func:`detect_case`: check the request and load the study (no network needed).
 
@@ -199,7 +203,8 @@ def read_case(
         raise InputError(flair or kaggle_dir, "--dicom-seg needs the FLAIR as a DICOM series folder")
     if case_id is not None:
         case_folder_ready(out_root, case_id, overwrite)  # fail before the work, not after
-    study = load_study(kaggle_dir, flair, t1, t1c, case_id, progress, series_uids, choice)
+    load = studies.load if studies is not None else load_study
+    study = load(kaggle_dir, flair, t1, t1c, case_id, progress, series_uids, choice)
     case_folder_ready(out_root, study.case_id, overwrite)
     return study, {"load_s": time.perf_counter() - started, **study.timing}
 

@@ -36,7 +36,16 @@ so ``bundle`` and ``progress`` are not request keys. End of file on stdin ends t
 - one answer per request, after its progress lines, either
   ``{"done": true, "report": "/out/case/report.json", "case_id": "case", ...}`` or
   ``{"error": "<one line>", "kind": "input" | "internal", ...}``; both also carry ``id`` (when the
-  request had one), ``elapsed_s`` and ``engine: {"pid", "requests", "model_loads"}``.
+  request had one), ``elapsed_s`` and ``engine: {"pid", "requests", "model_loads", "study_reads",
+  "study_reuses", "prediction_runs", "prediction_reuses"}``.
+
+**A second Detect on the same study** costs only what changed. The engine keeps the last two
+studies it read, keyed by the content of the input files and the series options
+(monai_core/study_cache.py): the same bytes under new paths (the Slicer module writes each click's
+volumes to a new folder) are not read, registered or checked again, while inputs whose bytes
+changed are. It also keeps the networks' results on the last two slice stacks, keyed by the
+slices' bytes (monai_core/remembered_predictions.py), so unchanged slices skip the networks and
+only the outputs are written again. The ``study_*`` and ``prediction_*`` counts say which ran.
 
 A request that fails (bad JSON, an unknown key, a bad input file, or an internal error) is
 answered with ``error`` and the engine goes on with the next request. If the models cannot be
@@ -62,12 +71,26 @@ from typing import Iterable, TextIO
 
 from .errors import InputError
 from .progress import reporter
+from .remembered_predictions import RememberedPredictions
 
 __all__ = ["Engine", "main"]
 
 # detect arguments that are not request keys: the engine fixes them for its whole life
 _FIXED = {"help": None, "progress": "progress is always JSON on the engine's stdout",
           "bundle": "the bundle is chosen when the engine starts (python -m monai_core.engine --bundle DIR)"}
+
+
+def _load_study(*args):
+    from .detect import load_study  # imported at the first request, as the rest of detect
+
+    return load_study(*args)
+
+
+def _study_cache():
+    """The studies this engine read, so that a second Detect on the same inputs skips reading (monai_core.study_cache)."""
+    from .study_cache import StudyCache
+
+    return StudyCache(_load_study)
 
 
 def _one_line(text: str, limit: int = 1000) -> str:
@@ -108,6 +131,8 @@ class Engine:
                                 for name, parser in self.parsers.items()}
         self.requests = 0
         self.model_loads = 0
+        self.studies = _study_cache()
+        self.predictions = RememberedPredictions()
 
     def send(self, message: dict) -> None:
         self.out.write(json.dumps(message) + "\n")
@@ -147,7 +172,8 @@ class Engine:
             if command == "compare":
                 answer = self.compare(args)
             else:
-                report = detect_from_args(args, self.progress, pipeline=self.pipeline)
+                report = detect_from_args(args, self.progress, pipeline=self.predictions.around(self.pipeline),
+                                          studies=self.studies)
                 path = Path(args.output) / report["case_id"] / "report.json"
                 answer = {"done": True, "report": str(path), "case_id": report["case_id"]}
         except InputError as error:
@@ -163,7 +189,9 @@ class Engine:
         if request_id is not None:
             answer["id"] = request_id
         answer["elapsed_s"] = round(time.perf_counter() - started, 3)
-        answer["engine"] = {"pid": os.getpid(), "requests": self.requests, "model_loads": self.model_loads}
+        answer["engine"] = {"pid": os.getpid(), "requests": self.requests, "model_loads": self.model_loads,
+                            "study_reads": self.studies.reads, "study_reuses": self.studies.hits,
+                            "prediction_runs": self.predictions.runs, "prediction_reuses": self.predictions.hits}
         return answer
 
     def compare(self, args: argparse.Namespace) -> dict:

@@ -22,7 +22,7 @@ from .preprocess import (
     from_model_space,
     intensity_window,
     model_grid,
-    register_rigid,
+    register_rigid_all,
     to_model_space,
 )
 
@@ -144,9 +144,11 @@ def load_volumes(
     warnings = geometry_warnings(flair_image)
     head = head_mask(flair_image) if others else None  # one FLAIR head for every sequence's registration check
     start = time.perf_counter()
-    for i, (name, image) in enumerate(others.items()):
-        progress("register", i / max(1, len(others)), f"registering {name} to the FLAIR")
-        transform = register_rigid(flair_image, image, path={"t1": t1, "t1c": t1c}[name])
+    if others:
+        progress("register", 0.0, f"registering {' and '.join(others)} to the FLAIR")
+    transforms = register_rigid_all(flair_image, others, {"t1": t1, "t1c": t1c})  # side by side, one per core
+    for name, image in others.items():
+        transform = transforms[name]
         misfit = registration_warning(name, flair_image, image, transform, flair_stripped, head)
         warnings += [misfit] if misfit else []
         channels[name] = intensity_window(to_model_space(image, grid, transform))

@@ -37,11 +37,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def detect_from_args(args, progress, pipeline=None) -> dict:
+def detect_from_args(args, progress, pipeline=None, studies=None) -> dict:
     """Check the parsed ``detect`` arguments, load the models unless ``pipeline`` is given, run the case.
 
     Returns the report. Shared by :func:`run` and the warm engine (``monai_core.engine``), which
-    keeps one pipeline loaded between requests.
+    keeps one pipeline loaded between requests, and the studies it read (``studies``, a
+    :class:`monai_core.study_cache.StudyCache`).
     """
     from ..detect import detect_case
     from ..errors import InputError
@@ -75,6 +76,7 @@ def detect_from_args(args, progress, pipeline=None) -> dict:
         progress=progress,
         dicom_sr=args.dicom_sr,
         choice=choice,
+        studies=studies,
     )
     return report
 

@@ -85,9 +85,10 @@ def install():
     import monai_core.detect as detect, monai_core.study as study
     for name in ("load_study",):
         _wrap(detect, name, "read")
-    for name in ("register_rigid", "register_rigid_scored"):
+    for name in ("register_rigid", "register_rigid_scored", "register_rigid_all"):
         _wrap(study, name, "register")
-    for name in ("registration_metric", "head_mask", "sequence_warnings", "geometry_warnings"):
+    for name in ("registration_metric", "registration_warning", "skull_and_scalp_visible", "head_mask", "sequence_warnings",
+                 "geometry_warnings"):
         _wrap(study, name, "checks")
     _wrap(detect, "lesion_warnings", "checks")
     for name in ("case_features", "uncertain_slices"):
