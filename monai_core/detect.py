@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import warnings
 from concurrent.futures import Future, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,12 +25,13 @@ from .progress import Progress
 from .study import Study, is_kaggle_case, load_kaggle_case, load_volumes
 
 if TYPE_CHECKING:  # torch and pydicom are imported where they are used: a cold detect can read while torch loads
-    from .pipeline import TumorSegPipeline
+    from .pipeline import SlicePrediction, TumorSegPipeline
     from .series_choice import StudyChoice
 
 KAGGLE_VOXEL_ML = 0.94 * 0.94 * 5.0 / 1000  # a Kaggle slice stack has no spacing: about 0.94 mm pixels, 5 mm slices
 
-__all__ = ["detect_case", "detect_folder", "read_case", "finish_case", "load_study", "build_report", "slices_summary", "quality_summary"]
+__all__ = ["detect_case", "detect_folder", "read_case", "finish_case", "analyse_case", "CaseResult", "load_study",
+           "build_report", "slices_summary", "quality_summary"]
 
 
 def load_study(
@@ -86,32 +88,63 @@ def quality_summary(quality: dict) -> str:
     return text
 
 
-def build_report(study: Study, prediction, mask, pipeline: TumorSegPipeline, timing: dict, quality: dict | None = None) -> dict:
-    pixels = study.pixels_per_slice(mask)
-    total = int(sum(pixels))
+@dataclass
+class CaseResult:
+    """What the networks and the post-processing make of one study, before any output is written.
+
+    A function of the study's content and of the pipeline (networks, setting, confidence model)
+    alone, so the warm engine can remember it (monai_core.remembered_results); ``timing`` holds
+    the seconds it took (``inference_s``, ``map_back_s``).
+    """
+
+    prediction: SlicePrediction
+    mask: np.ndarray | sitk.Image  # on the output grid (monai_core.study.Study.mask_on_input_grid)
+    quality: dict  # report.json's "quality"
+    measurements: dict  # report.json's "measurements"
+    pixels: list[int]  # tumour pixels per analysed slice
+    timing: dict
+
+
+def analyse_case(pipeline: TumorSegPipeline, study: Study, progress: Progress | None = None) -> CaseResult:
+    """Both networks, the final mask on the output grid, its confidence and its measurements."""
+    progress = progress or (lambda *a: None)
+    started = time.perf_counter()
+    spacing = study.grid.GetSpacing()[2] if study.grid is not None else None  # None: a Kaggle stack
+    prediction = pipeline.predict(study.slices, progress, spacing)
+    inference_s = time.perf_counter() - started
+    started = time.perf_counter()
+    mask = study.mask_on_input_grid(prediction.tumour_probability, pipeline.mask_threshold)
+    map_back_s = time.perf_counter() - started
+    quality = assess_quality(study, prediction, mask, pipeline)
+    return CaseResult(prediction, mask, quality, measure(mask), study.pixels_per_slice(mask),
+                      {"inference_s": inference_s, "map_back_s": map_back_s})
+
+
+def build_report(study: Study, result: CaseResult, pipeline: TumorSegPipeline, timing: dict) -> dict:
+    total = int(sum(result.pixels))
     voxel_ml = study.voxel_ml()
     return {
         "case_id": study.case_id,
         "inputs": study.inputs,
         "tumor_detected": total > 0,
         "tumor_volume_ml": None if voxel_ml is None else round(total * voxel_ml, 3),
-        "tumor_slices": sum(1 for n in pixels if n > 0),
+        "tumor_slices": sum(1 for n in result.pixels if n > 0),
         "slices": [
             {
                 "index": k,
                 "tumor_probability": round(float(p), 4),
                 "positive": bool(positive),
-                "tumor_pixels": pixels[k],
+                "tumor_pixels": result.pixels[k],
             }
-            for k, (p, positive) in enumerate(zip(prediction.slice_probability, prediction.positive))
+            for k, (p, positive) in enumerate(zip(result.prediction.slice_probability, result.prediction.positive))
         ],
         "thresholds": {
             "classifier": pipeline.classifier_threshold,
             "mask": pipeline.mask_threshold,
             "cleanup": pipeline.setting.to_config()["cleanup"],
         },
-        "measurements": measure(mask),  # null for a Kaggle slice stack: no spacing
-        "quality": quality if quality is not None else assess_quality(study, prediction, mask, pipeline),
+        "measurements": result.measurements,  # null for a Kaggle slice stack: no spacing
+        "quality": result.quality,
         "bundle": pipeline.identity,
         "timing_s": {k: round(v, 3) for k, v in timing.items()},
     }
@@ -134,6 +167,7 @@ def detect_case(
     dicom_sr: bool = False,
     choice: StudyChoice | None = None,
     studies=None,
+    results=None,
 ) -> dict:
     """Run the whole pipeline on one study and write ``out_root/<case_id>/``; returns the report.
 
@@ -142,7 +176,8 @@ def detect_case(
     in a whole DICOM study instead of paths. ``dicom_sr`` adds measurements.dcm, which references
     the SEG and so needs ``dicom_seg``. ``pipeline`` may be a Future of one still loading (a cold
     ``tumorseg detect`` loads the models while the study is read); the networks wait for it.
-    ``studies`` (a :class:`monai_core.study_cache.StudyCache`) remembers studies read before, as the
+    ``studies`` (a :class:`monai_core.study_cache.StudyCache`) remembers studies read before, and
+    ``results`` (a :class:`monai_core.remembered_results.RememberedResults`) their analysis, as the
     warm engine does.
     """
     if dicom_sr and not dicom_seg:
@@ -157,7 +192,7 @@ def detect_case(
     if isinstance(pipeline, Future):
         pipeline = pipeline.result()  # the loader's own error (a weights checksum) is raised here
     return finish_case(pipeline, study, timing, out_root, seg_nrrd, overlay, dicom_seg, overwrite, progress,
-                       dicom_sr)
+                       dicom_sr, results)
 
 
 def detect_folder(pipeline: TumorSegPipeline, dataset_dir: str | Path, output_dir: str | Path, overwrite: bool = False) -> list[dict]:
@@ -220,17 +255,18 @@ def finish_case(
     overwrite: bool = False,
     progress: Progress | None = None,
     dicom_sr: bool = False,
+    results=None,
 ) -> dict:
-    """The second half of :func:`detect_case`: both networks, map back, write the outputs; returns the report."""
+    """The second half of :func:`detect_case`: both networks, map back, write the outputs; returns the report.
+
+    ``results`` (a :class:`monai_core.remembered_results.RememberedResults`) remembers the
+    analysis of studies seen before, as the warm engine does.
+    """
     progress = progress or (lambda *a: None)
     started = time.perf_counter()
-    spacing = study.grid.GetSpacing()[2] if study.grid is not None else None  # None: a Kaggle stack
-    prediction = pipeline.predict(study.slices, progress, spacing)
-    timing["inference_s"] = time.perf_counter() - started
-
-    start = time.perf_counter()
-    mask = study.mask_on_input_grid(prediction.tumour_probability, pipeline.mask_threshold)
-    timing["map_back_s"] = time.perf_counter() - start
+    result = results.analyse(pipeline, study, progress) if results is not None else analyse_case(pipeline, study, progress)
+    timing.update(result.timing)
+    mask, quality = result.mask, result.quality
 
     progress("write", 0.0, f"writing {study.case_id}")
     with CaseWriter(out_root, study.case_id, overwrite) as folder:
@@ -238,14 +274,13 @@ def finish_case(
         if seg_nrrd:
             write_seg_nrrd(mask, folder / "segmentation.seg.nrrd")
         if overlay:
-            model_masks = prediction.tumour_probability >= pipeline.mask_threshold
-            write_overlay_png(study.slices, model_masks, prediction.positive, folder / "overlay.png")
-        quality = assess_quality(study, prediction, mask, pipeline)
+            model_masks = result.prediction.tumour_probability >= pipeline.mask_threshold
+            write_overlay_png(study.slices, model_masks, result.prediction.positive, folder / "overlay.png")
         flair_uid = (study.inputs.get("series_uids") or {}).get("flair")
         source = study.flair_series or study.inputs["flair"]  # the datasets read with the FLAIR: not decoded again
         seg_note = _write_dicom_seg(source, flair_uid, mask, pipeline, folder, quality["flagged"]) if dicom_seg else None
         timing["total_s"] = timing["load_s"] + time.perf_counter() - started
-        report = build_report(study, prediction, mask, pipeline, timing, quality)
+        report = build_report(study, result, pipeline, timing)
         if seg_note is not None:
             report["dicom_seg"] = seg_note
         if dicom_sr:  # after the SEG, which it references, and after the measurements it holds

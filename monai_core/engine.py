@@ -37,15 +37,17 @@ so ``bundle`` and ``progress`` are not request keys. End of file on stdin ends t
   ``{"done": true, "report": "/out/case/report.json", "case_id": "case", ...}`` or
   ``{"error": "<one line>", "kind": "input" | "internal", ...}``; both also carry ``id`` (when the
   request had one), ``elapsed_s`` and ``engine: {"pid", "requests", "model_loads", "study_reads",
-  "study_reuses", "prediction_runs", "prediction_reuses"}``.
+  "study_reuses", "prediction_runs", "prediction_reuses", "result_runs", "result_reuses"}``.
 
 **A second Detect on the same study** costs only what changed. The engine keeps the last two
 studies it read, keyed by the content of the input files and the series options
 (monai_core/study_cache.py): the same bytes under new paths (the Slicer module writes each click's
 volumes to a new folder) are not read, registered or checked again, while inputs whose bytes
-changed are. It also keeps the networks' results on the last two slice stacks, keyed by the
-slices' bytes (monai_core/remembered_predictions.py), so unchanged slices skip the networks and
-only the outputs are written again. The ``study_*`` and ``prediction_*`` counts say which ran.
+changed are. It keeps what it made of the last two studies (final mask, confidence, measurements),
+keyed by the study's content and the pipeline's setting (monai_core/remembered_results.py), so an
+unchanged study only has its outputs written again; and the networks' results on the last two
+slice stacks, keyed by the slices' bytes (monai_core/remembered_predictions.py), so unchanged
+slices skip the networks. The ``study_*``, ``result_*`` and ``prediction_*`` counts say which ran.
 
 A request that fails (bad JSON, an unknown key, a bad input file, or an internal error) is
 answered with ``error`` and the engine goes on with the next request. If the models cannot be
@@ -72,6 +74,7 @@ from typing import Iterable, TextIO
 from .errors import InputError
 from .progress import reporter
 from .remembered_predictions import RememberedPredictions
+from .remembered_results import RememberedResults
 
 __all__ = ["Engine", "main"]
 
@@ -133,6 +136,7 @@ class Engine:
         self.model_loads = 0
         self.studies = _study_cache()
         self.predictions = RememberedPredictions()
+        self.results = RememberedResults()
 
     def send(self, message: dict) -> None:
         self.out.write(json.dumps(message) + "\n")
@@ -173,7 +177,7 @@ class Engine:
                 answer = self.compare(args)
             else:
                 report = detect_from_args(args, self.progress, pipeline=self.predictions.around(self.pipeline),
-                                          studies=self.studies)
+                                          studies=self.studies, results=self.results)
                 path = Path(args.output) / report["case_id"] / "report.json"
                 answer = {"done": True, "report": str(path), "case_id": report["case_id"]}
         except InputError as error:
@@ -191,7 +195,8 @@ class Engine:
         answer["elapsed_s"] = round(time.perf_counter() - started, 3)
         answer["engine"] = {"pid": os.getpid(), "requests": self.requests, "model_loads": self.model_loads,
                             "study_reads": self.studies.reads, "study_reuses": self.studies.hits,
-                            "prediction_runs": self.predictions.runs, "prediction_reuses": self.predictions.hits}
+                            "prediction_runs": self.predictions.runs, "prediction_reuses": self.predictions.hits,
+                            "result_runs": self.results.runs, "result_reuses": self.results.hits}
         return answer
 
     def compare(self, args: argparse.Namespace) -> dict:

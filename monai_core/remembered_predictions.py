@@ -2,22 +2,35 @@
 
 With the study itself remembered (monai_core/study_cache.py), a second Detect on the same volumes
 would still run both networks on the very same slices, which is most of what is left (about one
-second of the sample study's). The networks of one loaded pipeline are a function of the slices
-and their spacing, so the engine remembers the result for the last slices it saw, keyed by a
-digest of their bytes (about 20 ms for 26 slices): any change of the slices, from any changed
-input, runs the networks again. A request gets its own copy, so that nothing it does to the
-arrays reaches the memory.
+second of the sample study's). The networks of one loaded pipeline are a function of the slices,
+their spacing and the pipeline's setting (thresholds and clean-up), so the engine remembers the
+result for the last slices it saw, keyed by a digest of their bytes (about 20 ms for 26 slices)
+and by :func:`pipeline_key`: any change of the slices, from any changed input, or of the setting
+runs the networks again. A request gets its own copy, so that nothing it does to the arrays
+reaches the memory.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import json
 from collections import OrderedDict
 
 import numpy as np
 
-__all__ = ["RememberedPredictions"]
+__all__ = ["RememberedPredictions", "pipeline_key"]
+
+
+def pipeline_key(pipeline) -> tuple:
+    """What decides a loaded pipeline's results besides its input: bundle, weights, setting, confidence model.
+
+    By content, so that changing a threshold, the clean-up or the confidence model on a loaded
+    pipeline is never answered from memory.
+    """
+    quality = pipeline.quality
+    return (str(pipeline.bundle_dir), json.dumps(pipeline.identity, sort_keys=True), pipeline.setting,
+            None if quality is None else (quality.linear.tobytes(), float(quality.threshold)))
 
 
 class RememberedPredictions:
@@ -38,7 +51,8 @@ class RememberedPredictions:
 
     def predict(self, pipeline, slices: np.ndarray, progress=None, slice_spacing_mm: float | None = None):
         slices = np.ascontiguousarray(slices, dtype=np.float32)
-        key = (id(pipeline), slices.shape, slice_spacing_mm, hashlib.sha256(memoryview(slices).cast("B")).hexdigest())
+        key = (id(pipeline), pipeline_key(pipeline), slices.shape, slice_spacing_mm,
+               hashlib.sha256(memoryview(slices).cast("B")).hexdigest())
         if key in self.entries:
             self.entries.move_to_end(key)
             self.hits += 1

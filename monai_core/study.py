@@ -49,6 +49,9 @@ class Study:
     timing: dict = field(default_factory=dict)
     warnings: list[dict] = field(default_factory=list)  # input checks (monai_core.checks)
     flair_series: DicomSeries | None = None  # a DICOM FLAIR's sorted datasets, for DICOM-SEG and SR
+    # the content digest of what the study was read from (monai_core.study_cache.study_key): set by the
+    # warm engine's StudyCache, which keys its memory of results by it; None when not known
+    source_digest: str | None = None
 
     def mask_on_input_grid(self, probability: np.ndarray, threshold: float) -> np.ndarray | sitk.Image:
         """Threshold model-space probabilities and map them onto the output grid."""

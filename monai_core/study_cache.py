@@ -11,8 +11,10 @@ engine (monai_core.engine) keeps the last studies it read, keyed by what they we
 - the options that change what is read: the series UIDs, or the series chosen in a DICOM study.
 
 Nothing else changes a study: case name, output options and overwrite only affect what is written.
+A remembered study carries its key (``Study.source_digest``), by which the engine also remembers
+what the networks and the post-processing made of it (monai_core/remembered_results.py).
 A study read from other paths than the remembered one gets the new paths and case name, as a
-fresh read would give them (checked by tests/test_study_cache.py). Hashing the inputs costs a few
+fresh read would give them (checked by tests/test_engine_memory.py). Hashing the inputs costs a few
 milliseconds per megabyte; a miss hashes them before and after the read and keeps the study
 only if they did not change meanwhile.
 """
@@ -91,6 +93,7 @@ class StudyCache:
         study = self._load(kaggle_dir, flair, t1, t1c, case_id, progress, series_uids, choice)
         self.reads += 1
         if key is not None and _unchanged(key, kaggle_dir, flair, t1, t1c, series_uids, choice):
+            study = replace(study, source_digest=key)
             self.entries[key] = study
             while len(self.entries) > self.size:
                 self.entries.popitem(last=False)

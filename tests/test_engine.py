@@ -90,7 +90,8 @@ def test_engine_answers_a_bad_request_in_one_line_and_stays_alive(tmp_path):
         assert good.get("done") is True, good
         assert good["id"] == 2 and good["report"] == str(tmp_path / "out" / "ok" / "report.json")
         assert good["engine"] == {"pid": client.process.pid, "requests": 3, "model_loads": 1, "study_reads": 1,
-                                  "study_reuses": 0, "prediction_runs": 1, "prediction_reuses": 0}
+                                  "study_reuses": 0, "prediction_runs": 1, "prediction_reuses": 0, "result_runs": 1,
+                                  "result_reuses": 0}
         assert {p["stage"] for p in progress} >= {"load", "classify", "segment", "write", "done"}
         assert "loading the models" not in [p["message"] for p in progress]
         report = json.loads(Path(good["report"]).read_text())
@@ -142,6 +143,7 @@ def test_internal_error_is_one_line_and_the_next_request_is_answered(engine, tmp
         if len(calls) == 1:
             raise RuntimeError("boom\non two lines")
         assert pipeline.pipeline is engine.pipeline and kwargs["progress"] is engine.progress  # through the memory
+        assert kwargs["studies"] is engine.studies and kwargs["results"] is engine.results
         return {"case_id": kwargs["case_id"]}
 
     monkeypatch.setattr(monai_core.detect, "detect_case", detect_case)
@@ -156,6 +158,6 @@ def test_internal_error_is_one_line_and_the_next_request_is_answered(engine, tmp
     assert not_object["kind"] == "input" and "JSON object" in not_object["error"]
     assert done["done"] is True and done["report"] == str(tmp_path / "out" / "c" / "report.json")
     assert done["engine"] == {"pid": os.getpid(), "requests": 3, "model_loads": 0, "study_reads": 0, "study_reuses": 0,
-                              "prediction_runs": 0, "prediction_reuses": 0}
+                              "prediction_runs": 0, "prediction_reuses": 0, "result_runs": 0, "result_reuses": 0}
     log = engine.log.getvalue()
     assert "Traceback" in log and "tumorseg: internal error: RuntimeError: boom on two lines" in log

@@ -1,5 +1,6 @@
-"""What the warm engine remembers: a second Detect on the same inputs skips reading and the networks;
-a changed input is read again, and changed slices go through the networks again."""
+"""What the warm engine remembers: a second Detect on the same inputs skips reading, the networks and the
+analysis (mask, confidence, measurements); a changed input is read again, changed slices go through the
+networks again, a changed setting is analysed again, and each memory keeps only the last studies."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import io
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,9 @@ import monai_core.detect
 from conftest import RAW
 from monai_core.engine import Engine
 from monai_core.pipeline import SlicePrediction
+from monai_core.postprocess import MaskSetting
 from monai_core.remembered_predictions import RememberedPredictions
+from monai_core.remembered_results import RememberedResults
 from monai_core.study import Study
 from monai_core.study_cache import StudyCache
 
@@ -106,10 +110,17 @@ def test_only_the_last_studies_are_kept_and_a_missing_input_goes_to_the_reader(t
 class _Networks:
     """Stands in for TumorSegPipeline: counts predict calls; the result depends on the slices."""
 
-    mask_threshold = 0.5
+    bundle_dir = "bundle"
+    identity = {"name": "stand-in", "sha256": {}}
+    quality = None
 
     def __init__(self):
         self.calls = 0
+        self.setting = MaskSetting()
+
+    @property
+    def mask_threshold(self):
+        return self.setting.mask_threshold
 
     def predict(self, slices, progress=None, slice_spacing_mm=None):
         self.calls += 1
@@ -132,6 +143,64 @@ def test_unchanged_slices_skip_the_networks_and_changed_ones_do_not():
     pipeline.predict(changed, None, 5.5)
     pipeline.predict(slices, None, 1.0)  # another slice spacing (the 2.5D segmenter's context depends on it)
     assert networks.calls == 3
+    networks.setting = replace(networks.setting, classifier_threshold=0.3)  # another setting on the same pipeline
+    pipeline.predict(slices, None, 5.5)
+    assert networks.calls == 4
+
+
+def test_only_the_last_predictions_are_kept():
+    networks, memory = _Networks(), RememberedPredictions(size=2)
+    rng = np.random.default_rng(1)
+    for _ in range(5):  # a new study on every click: the memory stays at two stacks
+        memory.predict(networks, rng.uniform(0, 1, (2, 3, 8, 8)).astype(np.float32), None, 5.0)
+    assert networks.calls == 5 and len(memory.entries) == 2
+
+
+def _kaggle_like_study(digest, value=0.8):
+    """A small study without a grid (as a Kaggle stack), its FLAIR channel bright in one square."""
+    slices = np.zeros((3, 3, 8, 8), np.float32)
+    slices[1, 1, 2:6, 2:6] = value
+    return Study("case", slices, {"kaggle": "in", "flair": None, "t1": None, "t1c": None}, source_digest=digest)
+
+
+def test_an_unchanged_study_is_analysed_once_and_each_request_gets_its_own_copy():
+    networks, memory = _Networks(), RememberedResults()
+    first = memory.analyse(networks, _kaggle_like_study("a"))
+    again = memory.analyse(networks, replace(_kaggle_like_study("a"), case_id="other name"))
+    assert networks.calls == 1 and (memory.runs, memory.hits) == (1, 1)
+    assert np.array_equal(again.mask, first.mask) and first.mask.sum() == 16
+    assert again.quality == first.quality and again.pixels == first.pixels == [0, 16, 0]
+    assert "inference_s" in first.timing and again.timing == {}  # nothing was computed
+    again.mask[:] = 0  # a request's own copies: the memory is not changed
+    again.quality["warnings"].append({"code": "added by a request"})
+    with pytest.raises(ValueError):
+        again.prediction.tumour_probability[:] = 0  # shared, read-only
+    third = memory.analyse(networks, _kaggle_like_study("a"))
+    assert third.mask.sum() == 16 and third.quality == first.quality
+
+
+def test_a_changed_study_or_setting_is_analysed_again():
+    networks, memory = _Networks(), RememberedResults()
+    memory.analyse(networks, _kaggle_like_study("a"))
+    dim = memory.analyse(networks, _kaggle_like_study("b", value=0.4))  # another input: another digest
+    assert networks.calls == 2 and dim.mask.sum() == 0
+    memory.analyse(networks, _kaggle_like_study(None))  # read outside the study cache: never remembered
+    memory.analyse(networks, _kaggle_like_study(None))
+    assert networks.calls == 4
+    networks.setting = replace(networks.setting, mask_threshold=0.3)  # the same study, another setting
+    loose = memory.analyse(networks, _kaggle_like_study("b", value=0.4))
+    assert networks.calls == 5 and loose.mask.sum() == 16
+    assert (memory.runs, memory.hits) == (5, 0)
+
+
+def test_only_the_last_results_are_kept():
+    networks, memory = _Networks(), RememberedResults(size=2)
+    for digest in "abcde":  # a new study on every click: the memory stays at two results
+        memory.analyse(networks, _kaggle_like_study(digest))
+    assert networks.calls == 5 and len(memory.entries) == 2
+    memory.analyse(networks, _kaggle_like_study("e"))
+    memory.analyse(networks, _kaggle_like_study("a"))  # forgotten
+    assert networks.calls == 6
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +224,8 @@ def test_the_engine_s_second_detect_skips_reading_and_gives_the_same_result(engi
     second_paths = _copy_inputs(tmp_path / "click2")
     second = detect("out2", second_paths)
     assert len(reads) == 1 and engine.studies.hits == 1
-    assert (engine.predictions.runs, engine.predictions.hits) == (1, 1)  # nor the networks
+    assert (engine.results.runs, engine.results.hits) == (1, 1)  # nor mapped back, checked or measured
+    assert (engine.predictions.runs, engine.predictions.hits) == (1, 0)  # nor through the networks
     assert second["inputs"]["flair"] == second_paths["flair"]
     for report in (first, second):
         report.pop("timing_s")
@@ -168,7 +238,18 @@ def test_the_engine_s_second_detect_skips_reading_and_gives_the_same_result(engi
     shutil.copy(RAW / "t2.nii.gz", second_paths["t1c"])  # the user picked another volume as T1c
     detect("out3", second_paths)
     assert len(reads) == 2 and engine.studies.hits == 1
-    assert (engine.predictions.runs, engine.predictions.hits) == (2, 1)  # other slices: the networks run again
+    assert (engine.results.runs, engine.results.hits) == (2, 1)  # another study: analysed again
+    assert (engine.predictions.runs, engine.predictions.hits) == (2, 0)  # other slices: the networks run again
+
+    # another mask threshold on the loaded pipeline: the same study, read from memory, but analysed again
+    monkeypatch.setattr(engine.pipeline, "setting", replace(engine.pipeline.setting, mask_threshold=0.9))
+    strict = detect("out4", second_paths)
+    assert len(reads) == 2 and engine.studies.hits == 2
+    assert (engine.results.runs, engine.results.hits) == (3, 1) and engine.predictions.runs == 3
+    assert strict["thresholds"]["mask"] == 0.9
+    loose, tight = (sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / out / "case" / "segmentation.nii.gz")))
+                    for out in ("out3", "out4"))
+    assert tight.sum() < loose.sum() and not np.any(tight > loose)
 
 
 class _Series:

@@ -512,10 +512,11 @@ def test_second_run_reuses_the_warm_engine(sample):
     assert first["alive"] and second["alive"], "the engine should stay alive between runs"
     assert second["pid"] == first["pid"]
     assert (second["starts"], second["loads"]) == (1, 1)
-    engine = {"pid": first["pid"], "model_loads": 1, "study_reads": 1, "prediction_runs": 1}
-    assert first["answer"]["engine"] == {**engine, "requests": 1, "study_reuses": 0, "prediction_reuses": 0}
-    # the second click writes the same volumes to a new folder: the engine reuses the study and the networks' results
-    assert second["answer"]["engine"] == {**engine, "requests": 2, "study_reuses": 1, "prediction_reuses": 1}
+    engine = {"pid": first["pid"], "model_loads": 1, "study_reads": 1, "prediction_runs": 1, "prediction_reuses": 0,
+              "result_runs": 1}
+    assert first["answer"]["engine"] == {**engine, "requests": 1, "study_reuses": 0, "result_reuses": 0}
+    # the second click writes the same volumes to a new folder: the engine reuses the study and what it made of it
+    assert second["answer"]["engine"] == {**engine, "requests": 2, "study_reuses": 1, "result_reuses": 1}
     assert "loading the models" in first["messages"] and "loading the models" not in second["messages"]
     # the same study, so the very same result
     assert np.array_equal(_export_tumor(first["segmentation"], flair)[0], _export_tumor(second["segmentation"], flair)[0])
@@ -556,7 +557,8 @@ def test_cancel_ends_the_warm_engine_and_the_next_run_starts_a_new_one(sample):
     engine = _engine(logic)
     assert engine.isAlive() and engine.pid != warm_pid
     assert engine.lastAnswer["engine"] == {"pid": engine.pid, "requests": 1, "model_loads": 1, "study_reads": 1,
-                                           "study_reuses": 0, "prediction_runs": 1, "prediction_reuses": 0}
+                                           "study_reuses": 0, "prediction_runs": 1, "prediction_reuses": 0,
+                                           "result_runs": 1, "result_reuses": 0}
     assert not logic.isRunning()
 
 

@@ -37,12 +37,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def detect_from_args(args, progress, pipeline=None, studies=None) -> dict:
+def detect_from_args(args, progress, pipeline=None, studies=None, results=None) -> dict:
     """Check the parsed ``detect`` arguments, load the models unless ``pipeline`` is given, run the case.
 
     Returns the report. Shared by :func:`run` and the warm engine (``monai_core.engine``), which
-    keeps one pipeline loaded between requests, and the studies it read (``studies``, a
-    :class:`monai_core.study_cache.StudyCache`).
+    keeps one pipeline loaded between requests, the studies it read (``studies``, a
+    :class:`monai_core.study_cache.StudyCache`) and what it made of them (``results``, a
+    :class:`monai_core.remembered_results.RememberedResults`).
     """
     from ..detect import detect_case
     from ..errors import InputError
@@ -77,6 +78,7 @@ def detect_from_args(args, progress, pipeline=None, studies=None) -> dict:
         dicom_sr=args.dicom_sr,
         choice=choice,
         studies=studies,
+        results=results,
     )
     return report
 

@@ -94,8 +94,10 @@ def install():
     for name in ("case_features", "uncertain_slices"):
         _wrap(detect, name, "confidence")
     _wrap(study.Study, "mask_on_input_grid", "map back")
-    for name in ("write_mask_nifti", "write_seg_nrrd", "write_overlay_png", "write_json_atomic", "build_report"):
+    for name in ("write_mask_nifti", "write_seg_nrrd", "write_overlay_png", "write_json_atomic", "build_report",
+                 "measure"):  # measure: in build_report until the analysis became detect.analyse_case
         _wrap(detect, name, "write")
+    _wrap(study.Study, "pixels_per_slice", "write")  # as measure
     _after_import("monai_core.pipeline", _install_pipeline)
 
 def _install_pipeline(pipeline):

@@ -4,7 +4,7 @@
 reader into a slicer-core scene, as tests/test_slicer_module.py does). Per round, a new engine:
 the first click starts it (Python, torch, both networks) and detects; the second click on the same
 volumes runs on the warm engine, which reuses the study it read (monai_core/study_cache.py) and
-the networks' results on its unchanged slices (monai_core/remembered_predictions.py), and so only
+what it made of it (monai_core/remembered_results.py: mask, confidence, measurements), and so only
 writes the outputs. Prints the medians of the first and second clicks (the target
 of issue 27: a second Detect within 1.5 s), the engine's own time per request, whether the second
 click reused the study, and, for comparison, one cold ``python -m monai_core detect`` process on
@@ -75,7 +75,8 @@ def main() -> None:
         engine = TumorSeg.sharedEngine(logic.pythonExecutable(), logic.engineDirectory())
         assert engine.starts == 1 and engine.modelLoads == 1, "the second click should reuse the first engine"
         counts = engine.lastAnswer["engine"]
-        assert (counts["study_reuses"], counts["prediction_reuses"]) == (1, 1), f"the second click redid work: {counts}"
+        assert (counts["study_reuses"], counts["result_reuses"], counts["prediction_runs"]) == (1, 1, 1), \
+            f"the second click redid work: {counts}"
     TumorSeg.TumorSegLogic.stopEngine()
     cli = cold_cli()
 
