@@ -518,9 +518,26 @@ def test_second_run_reuses_the_warm_engine(sample):
     # the second click writes the same volumes to a new folder: the engine reuses the study and what it made of it
     assert second["answer"]["engine"] == {**engine, "requests": 2, "study_reuses": 1, "result_reuses": 1}
     assert "loading the models" in first["messages"] and "loading the models" not in second["messages"]
-    # the same study, so the very same result
+    # the same study, so the very same result: segment and report (but for where the inputs were written, and timing)
     assert np.array_equal(_export_tumor(first["segmentation"], flair)[0], _export_tumor(second["segmentation"], flair)[0])
+    reports = [TumorSegLogic.reportFromSegmentation(run["segmentation"]) for run in runs]
+    for report in reports:
+        assert report.pop("inputs")["flair"].endswith("flair.nrrd") and report.pop("timing_s") is not None
+    assert reports[0] == reports[1] and reports[0]["tumor_detected"]
     assert not logic.isRunning()
+
+    # one voxel of the T1c changed in Slicer: read, registered and analysed again, not served from memory
+    changed = sf.load_volume(scene, sf.SAMPLE_DIR / "t1c.nii.gz", "T1c changed")
+    try:
+        voxels = slicer.util.arrayFromVolume(changed)
+        voxels[voxels.shape[0] // 2, voxels.shape[1] // 2, voxels.shape[2] // 2] += 100
+        slicer.util.arrayFromVolumeModified(changed)
+        assert logic.process(flair, t1, changed) is not None
+        counts = _engine(logic).lastAnswer["engine"]
+        assert counts["pid"] == first["pid"] and counts["requests"] == 3
+        assert (counts["study_reads"], counts["study_reuses"], counts["result_runs"], counts["result_reuses"]) == (2, 1, 2, 1)
+    finally:
+        scene.RemoveNode(changed)
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to list the process tree")

@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import qt
@@ -733,12 +732,16 @@ class TumorSegLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def _waitFor(run, progressCallback):
-        """Pump the run's progress until it ends or is cancelled, keeping Slicer's GUI alive."""
+        """Pump the run's progress until it ends or is cancelled, keeping Slicer's GUI alive.
+
+        Each pump waits up to 50 ms for the engine's next line, so Slicer's events are handled at
+        least that often and the answer is taken as soon as it comes (a fixed 50 ms sleep added 25 ms
+        on average to a second Detect that the warm engine answers in about 0.1 s).
+        """
         while not run.finished() and not run.cancelled:
-            run.pump(progressCallback)
+            run.pump(progressCallback, wait=0.05)
             if hasattr(slicer, "app"):
                 slicer.app.processEvents()
-            time.sleep(0.05)
         run.pump(progressCallback)
 
     def _finish(self, run, context):

@@ -235,13 +235,18 @@ class EngineRun:
             return True
         return self.process.poll() is not None and not self.reader.is_alive() and self.lines.empty()
 
-    def pump(self, progressCallback):
-        """Handle the output lines received so far; stops after the answer."""
+    def pump(self, progressCallback, wait=0.0):
+        """Handle the output lines received so far; stops after the answer.
+
+        :param wait: seconds to wait for a line when none has come yet (0: return at once), so that a
+            caller's loop wakes as soon as the engine answers instead of after a fixed sleep.
+        """
         while self.answer is None:
             try:
-                line = self.lines.get_nowait()
+                line = self.lines.get(timeout=wait) if wait > 0 else self.lines.get_nowait()
             except queue.Empty:
                 return
+            wait = 0.0
             event = _parseEvent(line)
             if event is not None and "progress" in event:
                 # The engine reports progress within each stage; stages map to consecutive parts of the bar.
