@@ -3,10 +3,11 @@
 With the study and the networks' results remembered (monai_core/study_cache.py,
 monai_core/remembered_predictions.py), a second Detect on the same volumes still mapped the mask
 back onto the FLAIR grid, computed the confidence, the tumour pixels per slice and the RANO
-measurements (monai_core.detect.analyse_case). That is little CPU (about 0.08 s on the sample
-study) but a dozen small multi-threaded SimpleITK filters, which on a busy machine wait for their
-threads much longer than they compute (0.5 s of wall time measured). The result is a function of
-the study and of the pipeline alone, so the engine remembers it for the last studies, keyed by:
+measurements (monai_core.detect.analyse_case). That is little CPU (about 0.07 s on the sample
+study) but a few dozen small multi-threaded SimpleITK filters, which on a busy machine wait for
+their threads much longer than they compute (0.6 s of wall time, with both cores loaded by
+training). The result is a function of the study and of the pipeline alone, so the engine
+remembers it for the last studies, keyed by:
 
 - the study's content digest (``Study.source_digest``, set by monai_core.study_cache): any changed
   input is read and analysed again; a study without a digest (read outside the cache, or whose

@@ -115,7 +115,7 @@ def main() -> None:
     scene = sf.new_scene()
     nodes = {name: sf.load_volume(scene, sf.SAMPLE_DIR / f"{name}.nii.gz", name) for name in ("flair", "t1", "t1c")}
     print(f"second clicks on FG-6692 (FLAIR + T1 + T1c); {'wall' if options.wall else 'CPU'} seconds; "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan'):.1f}")
     profile_engine(nodes, options.clicks, clock, options.top)
     profile_module(nodes, options.clicks, clock, options.top)
 
