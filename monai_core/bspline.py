@@ -17,6 +17,7 @@ import SimpleITK as sitk
 
 __all__ = ["resample_axis_aligned"]
 
+_CHUNK = 8  # output slices resampled in-plane at once
 _ALIGNED = 1e-6  # largest drift, in input voxels over the whole grid, that still counts as "along one input axis"
 
 
@@ -30,26 +31,68 @@ def resample_axis_aligned(volume: sitk.Image, grid: sitk.Image) -> np.ndarray | 
     axes = _axis_map(volume, grid)
     if axes is None:
         return None
-    data = sitk.GetArrayViewFromImage(volume)
     # numpy axes run z, y, x (ITK axis 2, 1, 0): put the volume axis under each grid axis in that order
-    out = np.transpose(data, [2 - axes[a][0] for a in (2, 1, 0)]).astype(np.float64)
+    data = np.transpose(sitk.GetArrayViewFromImage(volume), [2 - axes[a][0] for a in (2, 1, 0)])
     size = grid.GetSize()
-    for a in range(3):  # x, y, z: numpy axis 2, 1, 0
-        along, scale, offset = axes[a]
-        out = _resample_axis(out, 2 - a, volume.GetSize()[along], scale * np.arange(size[a]) + offset)
-    return out.astype(np.float32)
+    positions = [scale * np.arange(size[a]) + offset for a, (_, scale, offset) in enumerate(axes)]
+    lengths = [volume.GetSize()[along] for along, _, _ in axes]
+    slices = _resample_axis(data, 0, lengths[2], positions[2])  # on a model grid, the volume's own slices
+    out = np.empty(size[::-1], np.float32)
+    for start in range(0, size[2], _CHUNK):  # in-plane a few slices at a time: temporaries of a few MB
+        part = _resample_axis(slices[start : start + _CHUNK], 1, lengths[1], positions[1])
+        out[start : start + _CHUNK] = _resample_axis(part, 2, lengths[0], positions[0])
+    return out
 
 
 def _resample_axis(array: np.ndarray, axis: int, n: int, positions: np.ndarray) -> np.ndarray:
-    """``array`` with its ``axis`` (n samples) resampled at ``positions``, as one matrix product."""
+    """``array`` with its ``axis`` (n samples) resampled at ``positions``: the axis' B-spline coefficients,
+    then four weighted coefficients per position. Plain numpy loops, no BLAS: a multi-threaded BLAS
+    spin-waits for its threads, and burnt three times the CPU on these small products."""
     moved = np.moveaxis(array, axis, 0)
     nearest = np.round(positions)
     if np.all(np.abs(positions - nearest) < _ALIGNED) and nearest.min() >= 0 and nearest.max() <= n - 1:
         # on the samples themselves the spline returns them (the FLAIR's slices): ITK's weights differ by rounding
         return np.moveaxis(moved[nearest.astype(int)], 0, axis)
-    flat = np.ascontiguousarray(moved).reshape(n, -1)
-    product = (_axis_matrix(n, positions) @ flat).reshape((len(positions),) + moved.shape[1:])
-    return np.moveaxis(product, 0, axis)
+    coefficients = _coefficients(moved)
+    first = np.floor(positions)
+    w = positions - first
+    w3 = w ** 3 / 6
+    w0 = 1 / 6 + 0.5 * w * (w - 1) - w3
+    w2 = w + w0 - 2 * w3
+    w1 = 1 - w0 - w2 - w3
+    inside = (positions >= -0.5) & (positions < n - 0.5)  # elsewhere ResampleImageFilter's default value, 0
+    out = np.zeros((len(positions),) + moved.shape[1:])
+    term = np.empty_like(out)
+    shape = (-1,) + (1,) * (moved.ndim - 1)
+    for tap, weight in enumerate((w0, w1, w2, w3)):
+        index = first - 1 + tap
+        index = np.where(index < 0, -index, np.where(index > n - 1, 2 * (n - 1) - index, index))  # ITK's mirror
+        index = np.where(inside, index, 0).astype(np.intp)
+        np.take(coefficients, index, axis=0, out=term)
+        term *= np.where(inside, weight, 0.0).reshape(shape)
+        out += term
+    return np.moveaxis(out, 0, axis)
+
+
+def _coefficients(samples: np.ndarray) -> np.ndarray:
+    """Cubic B-spline coefficients along axis 0, as ITK's BSplineDecompositionImageFilter computes them
+    (Unser 1999: gain, causal and anti-causal recursion, mirror boundaries, initial sum to 1e-10)."""
+    pole = np.sqrt(3.0) - 2.0
+    c = np.ascontiguousarray(samples, dtype=np.float64) * ((1 - pole) * (1 - 1 / pole))  # whole slabs per sample
+    n = len(c)
+    horizon = int(np.ceil(np.log(1e-10) / np.log(abs(pole))))
+    if horizon < n:
+        c[0] = np.tensordot(pole ** np.arange(horizon), c[:horizon], axes=1)
+    else:  # the whole mirrored signal
+        k = np.arange(1, n - 1)
+        first = c[0] + pole ** (n - 1) * c[n - 1] + np.tensordot(pole ** k + pole ** (2 * (n - 1) - k), c[1 : n - 1], axes=1)
+        c[0] = first / (1 - pole ** (2 * (n - 1)))
+    for i in range(1, n):
+        c[i] += pole * c[i - 1]
+    c[n - 1] = (pole / (pole * pole - 1)) * (pole * c[n - 2] + c[n - 1])
+    for i in range(n - 2, -1, -1):
+        c[i] = pole * (c[i + 1] - c[i])
+    return c
 
 
 def _axis_map(volume: sitk.Image, grid: sitk.Image) -> list[tuple[int, float, float]] | None:
@@ -73,30 +116,3 @@ def _axis_map(volume: sitk.Image, grid: sitk.Image) -> list[tuple[int, float, fl
             return None
         axes.append((along, float(column[along]), float(offset[along])))
     return axes
-
-
-def _axis_matrix(n: int, positions: np.ndarray) -> np.ndarray:
-    """(len(positions), n): cubic B-spline interpolation of n samples at continuous indices ``positions``,
-    as ITK computes it (BSplineDecompositionImageFilter and BSplineInterpolateImageFunction, mirror
-    boundaries), and 0 for a position outside [-0.5, n - 0.5) (ResampleImageFilter's default value)."""
-    def mirror(k):
-        return np.where(k < 0, -k, np.where(k > n - 1, 2 * (n - 1) - k, k))
-
-    # the decomposition: coefficients c whose spline passes through the samples, c = inverse(B) @ samples
-    sampling = np.diag(np.full(n, 4 / 6)) + np.diag(np.full(n - 1, 1 / 6), 1) + np.diag(np.full(n - 1, 1 / 6), -1)
-    sampling[0, 1] = sampling[n - 1, n - 2] = 2 / 6  # the mirrored neighbour of each end sample
-    # the evaluation: four weights per position on the coefficients floor(x) - 1 ... floor(x) + 2
-    positions = np.asarray(positions, float)
-    first = np.floor(positions)
-    w = positions - first
-    w3 = w ** 3 / 6
-    w0 = 1 / 6 + 0.5 * w * (w - 1) - w3
-    w2 = w + w0 - 2 * w3
-    w1 = 1 - w0 - w2 - w3
-    inside = (positions >= -0.5) & (positions < n - 0.5)
-    weights = np.zeros((len(positions), n))
-    rows = np.flatnonzero(inside)
-    for tap, tap_weight in enumerate((w0, w1, w2, w3)):
-        columns = mirror(first[rows].astype(int) - 1 + tap)
-        np.add.at(weights, (rows, columns), tap_weight[rows])  # add: two taps can mirror onto one coefficient
-    return np.linalg.solve(sampling.T, weights.T).T  # weights @ inverse(sampling)
