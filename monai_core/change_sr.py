@@ -31,7 +31,6 @@ left out when the baseline has no tumour (it is undefined), as change.json's is 
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +39,7 @@ import pydicom
 from highdicom.sr import CodedConcept
 from pydicom.sr.codedict import codes
 
-from .dicom_seg import LOW_CONFIDENCE_SUFFIX, TUMOR_SEGMENT
+from .dicom_seg import LOW_CONFIDENCE_SUFFIX, TUMOR_SEGMENT, without_name_warnings
 from .dicom_sr import (
     PRIVATE_SCHEME,
     SR_SERIES_NUMBER,
@@ -136,10 +135,8 @@ def write_change_report(change: dict, baseline: StudyEvidence, followup: StudyEv
     SEG and SR are marked, so that the numbers are reviewed before use.
     """
     path = Path(path)
-    with warnings.catch_warnings():
-        # as for the SEG: the warning quotes the patient's name, keep it out of the log
-        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name")
-        sr = _document(change, baseline, followup, algorithm_name, algorithm_version, low_confidence)
+    sr = without_name_warnings(lambda: _document(change, baseline, followup, algorithm_name, algorithm_version,
+                                                 low_confidence))
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, lambda stream: sr.save_as(stream, enforce_file_format=True))
     return path

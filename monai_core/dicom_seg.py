@@ -171,13 +171,26 @@ def write_dicom_seg(mask, source_datasets, path, algorithm_name, algorithm_versi
     return path
 
 
+def without_name_warnings(build):
+    """``build()``, with highdicom's warning about single-component patient names silenced.
+
+    highdicom warns when it copies such a name from the source, and the warning quotes the name:
+    identifying tags stay out of the log. Every DICOM object TumorSeg writes is built through here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name")
+        return build()
+
+
+def new_instance_attributes(algorithm_name: str, algorithm_version: str) -> dict:
+    """The arguments every highdicom object TumorSeg writes shares: new UIDs and the equipment."""
+    return dict(series_instance_uid=hd.UID(), sop_instance_uid=hd.UID(), instance_number=1, manufacturer="TumorSeg",
+                manufacturer_model_name=algorithm_name, software_versions=algorithm_version, device_serial_number="0")
+
+
 def _build_segmentation(source_images, pixel_array, algorithm_name, algorithm_version,
                         low_confidence=False) -> hd.seg.Segmentation:
-    with warnings.catch_warnings():
-        # highdicom warns about single-component patient names copied from the source, and the
-        # warning quotes the name: keep identifying tags out of the log.
-        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name")
-        return _segmentation(source_images, pixel_array, algorithm_name, algorithm_version, low_confidence)
+    return without_name_warnings(
+        lambda: _segmentation(source_images, pixel_array, algorithm_name, algorithm_version, low_confidence))
 
 
 def _segmentation(source_images, pixel_array, algorithm_name, algorithm_version,
@@ -188,14 +201,8 @@ def _segmentation(source_images, pixel_array, algorithm_name, algorithm_version,
         pixel_array=pixel_array,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[_segment_description(algorithm_name, algorithm_version, low_confidence)],
-        series_instance_uid=hd.UID(),
         series_number=SEG_SERIES_NUMBER,
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer="TumorSeg",
-        manufacturer_model_name=algorithm_name,
-        software_versions=algorithm_version,
-        device_serial_number="0",
+        **new_instance_attributes(algorithm_name, algorithm_version),
         content_label="TUMOR",
         content_description=CONTENT_DESCRIPTION + suffix,
         series_description=SERIES_DESCRIPTION + suffix,

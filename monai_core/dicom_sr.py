@@ -23,7 +23,6 @@ perpendicular to it, see :mod:`monai_core.measurements`):
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import highdicom as hd
@@ -32,7 +31,8 @@ from highdicom.sr import CodedConcept
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from .dicom_seg import LOW_CONFIDENCE_SUFFIX, SEGMENT_NUMBER, TUMOR_SEGMENT
+from .dicom_seg import (LOW_CONFIDENCE_SUFFIX, SEGMENT_NUMBER, TUMOR_SEGMENT, new_instance_attributes,
+                        without_name_warnings)
 from .errors import InputError
 from .outputs import write_atomic
 
@@ -82,10 +82,8 @@ def write_measurement_report(measurements: dict, seg_path, source_datasets, path
         raise InputError(path, "already exists (use --overwrite to replace it)")
     seg = read_seg(seg_path)
     sources = list(source_datasets)
-    with warnings.catch_warnings():
-        # as for the SEG: the warning quotes the patient's name, keep it out of the log
-        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name")
-        sr = _report(measurements, seg, sources, algorithm_name, algorithm_version, low_confidence)
+    sr = without_name_warnings(lambda: _report(measurements, seg, sources, algorithm_name, algorithm_version,
+                                               low_confidence))
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, lambda stream: sr.save_as(stream, enforce_file_format=True))
     return path
@@ -133,14 +131,8 @@ def enhanced_sr(evidence, report, series_number: int, series_description: str, a
     return hd.sr.EnhancedSR(
         evidence=evidence,
         content=report,
-        series_instance_uid=hd.UID(),
         series_number=series_number,
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer="TumorSeg",
-        manufacturer_model_name=algorithm_name,
-        software_versions=algorithm_version,
-        device_serial_number="0",
+        **new_instance_attributes(algorithm_name, algorithm_version),
         series_description=series_description,
         is_complete=True,  # every measurement is there; not final nor verified: no person has read it
         coding_schemes=[hd.coding_schemes.CodingSchemeIdentificationItem(

@@ -21,7 +21,7 @@ __all__ = ["CLASSIFIER_GRID", "MASK_GRID", "CONFIRM_GRID", "SETTINGS_GRID", "Cas
            "best_setting", "nested", "figures"]
 
 CLASSIFIER_GRID = (0.05, 0.1, 0.2, 0.3, 0.5)  # 0.05 and up: a lower gate sends nearly every slice to the segmenter (speed)
-MASK_GRID = (0.4, 0.5, 0.6)
+MASK_GRID = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # 0.7-0.9: fold 1 of recipe B over-segments around its lesions
 CONFIRM_GRID = (0.0, 0.5, 0.8, 0.95)
 SETTINGS_GRID = [
     MaskSetting(c, m, rule, parameter, confirm)
