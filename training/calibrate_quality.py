@@ -73,6 +73,8 @@ def nested_scores(cases: list[dict], groups: np.ndarray) -> tuple[np.ndarray, np
         model = fit(others)
         confidence[inside] = [model.expected_dice(c["features"]) for c, g in zip(cases, groups) if g == group]
         inner_groups = groups[~inside]
+        if len(set(inner_groups.tolist())) < 2:  # one other group (two folds so far): its patients one by one
+            inner_groups = np.arange(len(others))
         inner = np.zeros(len(others))
         for g in sorted(set(inner_groups.tolist())):  # the choosing patients' own out-of-group confidences
             inner_model = fit([c for c, h in zip(others, inner_groups) if h != g])
