@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import SimpleITK as sitk
 
+from .bspline import resample_axis_aligned
 from .errors import InputError
 
 __all__ = [
@@ -68,11 +69,15 @@ def to_model_space(volume: sitk.Image, grid: sitk.Image, transform: sitk.Transfo
     """Resample a volume onto the model grid (B-spline, as bicubic in training); (N, 256, 256) float32.
 
     ``transform`` maps points of the grid's space into the volume's space (a registration result).
+    Without one, a grid that runs along the volume's axes (the FLAIR's own model grid) is resampled one
+    axis at a time (:mod:`monai_core.bspline`: ITK's result to float rounding, a tenth of the CPU time).
     """
-    resampled = sitk.Resample(
-        volume, grid, transform or sitk.Transform(), sitk.sitkBSpline, 0.0, sitk.sitkFloat32
-    )
-    return np.clip(sitk.GetArrayFromImage(resampled), 0, None)
+    resampled = resample_axis_aligned(volume, grid) if transform is None else None
+    if resampled is None:
+        resampled = sitk.GetArrayFromImage(sitk.Resample(
+            volume, grid, transform or sitk.Transform(), sitk.sitkBSpline, 0.0, sitk.sitkFloat32
+        ))
+    return np.clip(resampled, 0, None)
 
 
 def from_model_space(

@@ -156,6 +156,29 @@ def test_a_cold_detect_loads_the_models_while_reading_and_writes_the_same_mask(r
     assert cold.any() and np.array_equal(cold, warm)
 
 
+def test_the_models_load_with_one_torch_thread_and_the_count_is_restored(monkeypatch):
+    """Building the pipeline is ~1800 tiny tensor operations: one thread, not OpenMP workers spinning
+    beside the study's registration; the networks then run with the threads they had."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    import monai_core.commands.detect as command
+    import monai_core.pipeline
+
+    seen = []
+    monkeypatch.setattr(monai_core.pipeline, "TumorSegPipeline", lambda bundle: seen.append(torch.get_num_threads()) or "built")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with ThreadPoolExecutor(1) as loader:  # as a cold detect loads it, beside the main thread
+            assert loader.submit(command._load_pipeline, None).result() == "built"
+            assert loader.submit(torch.get_num_threads).result() == 2
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_a_study_that_cannot_be_read_waits_for_the_loading_models_then_fails(tmp_path, monkeypatch):
     """The read's error wins, but only once the loading thread has ended (no thread left importing torch)."""
     import threading

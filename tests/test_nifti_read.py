@@ -34,3 +34,30 @@ def test_without_scratch_space_the_original_file_is_read(monkeypatch, tmp_path):
     with gzip.open(RAW / "t1.nii.gz", "rb") as source, open(plain, "wb") as out:
         shutil.copyfileobj(source, out)
     assert _same(read_volume(plain), volume)
+
+
+def _nifti(path, data, slope=1.0):
+    """A NIfTI-1 file of ``data`` (x, y, z) with intensity scaling ``slope``, written with nibabel."""
+    import nibabel as nib
+
+    image = nib.Nifti1Image(data, np.diag([1.0, 1.0, 1.0, 1.0]))
+    image.header.set_slope_inter(slope, 0.0)
+    nib.save(image, str(path))
+    return path
+
+
+def test_intensities_beyond_float32_are_refused_on_either_side(tmp_path):
+    """The data check's largest magnitude is the larger of the two extremes: a huge negative value counts
+    as much as a huge positive one, stored as float64 or reached through the header's scaling."""
+    import pytest
+
+    from monai_core.errors import InputError
+
+    data = np.zeros((32, 32, 4))
+    data[3, 4, 1] = 10.0
+    assert read_volume(_nifti(tmp_path / "fine.nii.gz", data)).GetSize() == (32, 32, 4)
+    for name, value, slope in (("high", 1e39, 1.0), ("low", -1e39, 1.0), ("scaled", -1000.0, 1e36)):
+        extreme = data.astype(np.int16 if slope != 1.0 else np.float64)
+        extreme[5, 6, 2] = value
+        with pytest.raises(InputError, match="beyond the range of 32-bit floats"):
+            read_volume(_nifti(tmp_path / f"{name}.nii.gz", extreme, slope))

@@ -121,3 +121,27 @@ def test_warnings_and_flag_reach_the_batch_summary():
                                                                              {"code": "t1c_missing", "message": "m"}]}}
     row = ok_row("c", report, 1.0)
     assert (row["confidence"], row["flagged"], row["warnings"]) == ("0.410", "true", "t1_missing;t1c_missing")
+
+
+def test_a_model_reads_the_inputs_its_config_names_and_refuses_a_mismatch(tmp_path):
+    """A three-input model (the 0.4.0 form) and the shipped six-input one load from their configs;
+    coefficients that do not match the named inputs, or an input this code does not compute, are refused."""
+    features = {"flip_agreement": 0.9, "volume_stability": 0.8, "mean_probability": 0.95, "classifier_support": 1.0,
+                "log_volume_ml": 2.0, "empty": 0.0}
+    path = tmp_path / "quality.json"
+    path.write_text(json.dumps({"features": ["flip_agreement", "volume_stability", "mean_probability"],
+                                "linear": [-0.5, 0.5, 0.4, 0.3], "flag_below": 0.7}))
+    model = QualityModel.load(path)
+    assert model.expected_dice(features) == pytest.approx(-0.5 + 0.45 + 0.32 + 0.285)
+    for bad in ({"features": ["flip_agreement"], "linear": [0.1, 0.2, 0.3]},
+                {"features": ["flip_agreement", "lesion_colour"], "linear": [0.1, 0.2, 0.3]}):
+        path.write_text(json.dumps({**bad, "flag_below": 0.7}))
+        with pytest.raises(ValueError, match="fitted on features"):
+            QualityModel.load(path)
+
+
+def test_an_empty_mask_is_never_a_confident_answer():
+    """Whatever the intercept: a model whose inputs are all zero for an empty mask would otherwise trust it."""
+    empty = case_features(np.zeros(4), np.zeros((4, 8, 8), np.float32), None, 0.5, 0.001)
+    model = QualityModel(np.array([0.9, 0.0, 0.0, 0.0]), 0.7)
+    assert empty["empty"] == 1.0 and model.expected_dice(empty) == 0.0 and model.assess(empty)["flagged"]

@@ -31,7 +31,7 @@ from monai_core.metrics import dice as dice_of
 from monai_core.outputs import write_json_atomic
 from monai_core.pipeline import DEFAULT_BUNDLE
 from monai_core.postprocess import MaskSetting, cleaned_probability
-from monai_core.quality import FEATURES, QualityModel, case_features, fit_linear
+from monai_core.quality import MODEL_INPUTS, QualityModel, case_features, fit_linear
 
 MAX_GOOD_FLAGGED = 0.15  # of the cases with Dice >= 0.8
 
@@ -73,6 +73,8 @@ def nested_scores(cases: list[dict], groups: np.ndarray) -> tuple[np.ndarray, np
         model = fit(others)
         confidence[inside] = [model.expected_dice(c["features"]) for c, g in zip(cases, groups) if g == group]
         inner_groups = groups[~inside]
+        if len(set(inner_groups.tolist())) < 2:  # one other group (two folds so far): its patients one by one
+            inner_groups = np.arange(len(others))
         inner = np.zeros(len(others))
         for g in sorted(set(inner_groups.tolist())):  # the choosing patients' own out-of-group confidences
             inner_model = fit([c for c, h in zip(others, inner_groups) if h != g])
@@ -155,7 +157,7 @@ def main() -> None:
     if args.write:
         model = fit(cases, threshold)
         write_json_atomic(args.bundle / "configs" / "quality.json", {
-            "features": list(FEATURES),
+            "features": list(MODEL_INPUTS),
             "linear": [round(float(w), 6) for w in model.linear],
             "flag_below": round(threshold, 4),
             "fitted_on": origin,
