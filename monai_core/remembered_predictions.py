@@ -30,7 +30,7 @@ def pipeline_key(pipeline) -> tuple:
     """
     quality = pipeline.quality
     return (str(pipeline.bundle_dir), json.dumps(pipeline.identity, sort_keys=True), pipeline.setting,
-            None if quality is None else (quality.linear.tobytes(), float(quality.threshold)))
+            None if quality is None else (quality.linear.tobytes(), float(quality.threshold), tuple(quality.inputs)))
 
 
 class RememberedPredictions:
