@@ -15,9 +15,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections import OrderedDict
 
 import numpy as np
+
+from .last_used import LastUsed
 
 __all__ = ["RememberedPredictions", "pipeline_key"]
 
@@ -33,17 +34,15 @@ def pipeline_key(pipeline) -> tuple:
             None if quality is None else (quality.linear.tobytes(), float(quality.threshold), tuple(quality.inputs)))
 
 
-class RememberedPredictions:
+class RememberedPredictions(LastUsed):
     """The predictions of one pipeline on the last ``size`` slice stacks; :meth:`around` gives a pipeline that uses them.
 
     ``runs`` counts the predictions computed, ``hits`` those answered from memory.
     """
 
     def __init__(self, size: int = 2) -> None:
-        self.size = size
-        self.entries: OrderedDict[tuple, object] = OrderedDict()
+        super().__init__(size)
         self.runs = 0
-        self.hits = 0
 
     def around(self, pipeline) -> "_Remembering":
         """``pipeline`` as detect uses it, with ``predict`` answered from memory for slices seen before."""
@@ -53,17 +52,14 @@ class RememberedPredictions:
         slices = np.ascontiguousarray(slices, dtype=np.float32)
         key = (id(pipeline), pipeline_key(pipeline), slices.shape, slice_spacing_mm,
                hashlib.sha256(memoryview(slices).cast("B")).hexdigest())
-        if key in self.entries:
-            self.entries.move_to_end(key)
-            self.hits += 1
+        remembered = self.recall(key)
+        if remembered is not None:
             if progress is not None:
                 progress("classify", 1.0, "the slices are unchanged since an earlier detect: reusing the networks' results")
-            return copy.deepcopy(self.entries[key])
+            return copy.deepcopy(remembered)
         prediction = pipeline.predict(slices, progress, slice_spacing_mm)
         self.runs += 1
-        self.entries[key] = copy.deepcopy(prediction)
-        while len(self.entries) > self.size:
-            self.entries.popitem(last=False)
+        self.keep(key, copy.deepcopy(prediction))
         return prediction
 
 

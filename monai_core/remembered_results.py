@@ -23,10 +23,10 @@ the memory.
 from __future__ import annotations
 
 import copy
-from collections import OrderedDict
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from .last_used import LastUsed
 from .remembered_predictions import pipeline_key
 
 if TYPE_CHECKING:  # light to import: the engine makes its memory before it loads anything heavy
@@ -36,35 +36,30 @@ if TYPE_CHECKING:  # light to import: the engine makes its memory before it load
 __all__ = ["RememberedResults"]
 
 
-class RememberedResults:
+class RememberedResults(LastUsed):
     """The analysis of the last ``size`` studies; :meth:`analyse` computes only what it has not seen.
 
     ``runs`` counts the analyses computed, ``hits`` those answered from memory.
     """
 
     def __init__(self, size: int = 2) -> None:
-        self.size = size
-        self.entries: OrderedDict[tuple, CaseResult] = OrderedDict()
+        super().__init__(size)
         self.runs = 0
-        self.hits = 0
 
     def analyse(self, pipeline, study: Study, progress=None) -> CaseResult:
         """:func:`monai_core.detect.analyse_case`, answered from memory for a study and pipeline seen before."""
         from .detect import analyse_case
 
         key = None if study.source_digest is None else (study.source_digest, pipeline_key(pipeline))
-        if key is not None and key in self.entries:
-            self.entries.move_to_end(key)
-            self.hits += 1
+        remembered = self.recall(key)
+        if remembered is not None:
             if progress is not None:
                 progress("classify", 1.0, "the study is unchanged since an earlier detect: reusing its result")
-            return _copy(self.entries[key], timing={})
+            return _copy(remembered, timing={})
         result = analyse_case(pipeline, study, progress)
         self.runs += 1
         if key is not None:
-            self.entries[key] = _frozen(result)
-            while len(self.entries) > self.size:
-                self.entries.popitem(last=False)
+            self.keep(key, _frozen(result))
         return result
 
 

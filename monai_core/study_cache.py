@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from .last_used import LastUsed
 
 if TYPE_CHECKING:  # light to import: the engine makes its cache before it loads anything heavy
     from .series_choice import StudyChoice
@@ -63,7 +64,7 @@ def study_key(kaggle_dir=None, flair=None, t1=None, t1c=None, series_uids=None, 
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-class StudyCache:
+class StudyCache(LastUsed):
     """The last ``size`` studies read, by :func:`study_key`; :meth:`load` reads only what it has not seen.
 
     ``load`` is :func:`monai_core.detect.load_study` (or a stand-in with its signature). ``reads``
@@ -71,11 +72,9 @@ class StudyCache:
     """
 
     def __init__(self, load, size: int = 2) -> None:
+        super().__init__(size)
         self._load = load
-        self.size = size
-        self.entries: OrderedDict[str, Study] = OrderedDict()
         self.reads = 0
-        self.hits = 0
 
     def load(self, kaggle_dir=None, flair=None, t1=None, t1c=None, case_id=None, progress=None, series_uids=None,
              choice: StudyChoice | None = None) -> Study:
@@ -85,18 +84,15 @@ class StudyCache:
             key = study_key(kaggle_dir, flair, t1, t1c, series_uids, choice)
         except OSError:  # a missing or unreadable input: the reader says so in its own words
             key = None
-        if key is not None and key in self.entries:
-            self.entries.move_to_end(key)
-            self.hits += 1
+        remembered = self.recall(key)
+        if remembered is not None:
             progress("load", 1.0, "the inputs are unchanged since an earlier detect: reusing the study as read then")
-            return _as_requested(self.entries[key], kaggle_dir, flair, t1, t1c, case_id, choice, timing={})
+            return _as_requested(remembered, kaggle_dir, flair, t1, t1c, case_id, choice, timing={})
         study = self._load(kaggle_dir, flair, t1, t1c, case_id, progress, series_uids, choice)
         self.reads += 1
         if key is not None and _unchanged(key, kaggle_dir, flair, t1, t1c, series_uids, choice):
             study = replace(study, source_digest=key)
-            self.entries[key] = study
-            while len(self.entries) > self.size:
-                self.entries.popitem(last=False)
+            self.keep(key, study)
         return _as_requested(study, kaggle_dir, flair, t1, t1c, case_id, choice, study.timing)
 
 

@@ -18,12 +18,25 @@ import SimpleITK as sitk
 import monai_core.detect
 from conftest import RAW
 from monai_core.engine import Engine
+from monai_core.last_used import LastUsed
 from monai_core.pipeline import SlicePrediction
 from monai_core.postprocess import MaskSetting
 from monai_core.remembered_predictions import RememberedPredictions
 from monai_core.remembered_results import RememberedResults
 from monai_core.study import Study
 from monai_core.study_cache import StudyCache
+
+
+def test_last_used_drops_the_least_recently_used_and_never_keeps_a_none_key():
+    memory = LastUsed(size=2)
+    memory.keep("a", 1)
+    memory.keep("b", 2)
+    assert memory.recall("a") == 1  # now "b" is the least recently used
+    memory.keep("c", 3)
+    assert list(memory.entries) == ["a", "c"] and memory.recall("b") is None
+    memory.keep(None, 4)
+    assert memory.recall(None) is None and len(memory.entries) == 2
+    assert memory.hits == 1
 
 
 def _copy_inputs(folder: Path, names=("flair", "t1", "t1c")) -> dict:
