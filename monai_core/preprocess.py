@@ -207,7 +207,7 @@ def rigid_registration_method(fixed: sitk.Image, moving: sitk.Image, threads: in
     return reg
 
 
-def register_rigid_all(fixed: sitk.Image, movings: dict, paths: dict | None = None) -> dict:
+def register_rigid_all(fixed: sitk.Image, movings: dict, paths: dict | None = None, then=None) -> dict:
     """:func:`register_rigid` of each of ``movings`` (name -> image) onto ``fixed``, all at once; name -> transform.
 
     Most of a registration's time goes into ITK filters that use a second thread poorly (at best
@@ -216,6 +216,11 @@ def register_rigid_all(fixed: sitk.Image, movings: dict, paths: dict | None = No
     releases the GIL while it registers. The transforms are those of one registration after
     another (to rounding, 1e-7 mm). ``paths`` (name -> path) names the input in an error; with
     several errors, the first name's is raised.
+
+    ``then(name, transform)``, if given, runs in the same worker as soon as that sequence's
+    registration ends (the caller keeps what it returns): the registrations do not take equally
+    long (on the sample study T1 1.0 s, T1c 1.4 s CPU), so the work that follows each one, its
+    check and resampling, uses the core the faster one frees instead of waiting for both.
     """
     paths = paths or {}
     if not movings:
@@ -225,7 +230,10 @@ def register_rigid_all(fixed: sitk.Image, movings: dict, paths: dict | None = No
     threads = max(1, budget // len(movings))
 
     def register(name):
-        return register_rigid(fixed, movings[name], paths.get(name), threads)
+        transform = register_rigid(fixed, movings[name], paths.get(name), threads)
+        if then is not None:
+            then(name, transform)
+        return transform
 
     if workers == 1:
         return {name: register(name) for name in movings}

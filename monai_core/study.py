@@ -149,12 +149,16 @@ def load_volumes(
     start = time.perf_counter()
     if others:
         progress("register", 0.0, f"registering {' and '.join(others)} to the FLAIR")
-    transforms = register_rigid_all(flair_image, others, {"t1": t1, "t1c": t1c})  # side by side, one per core
-    for name, image in others.items():
-        transform = transforms[name]
-        misfit = registration_warning(name, flair_image, image, transform, flair_stripped, head)
-        warnings += [misfit] if misfit else []
-        channels[name] = intensity_window(to_model_space(image, grid, transform))
+    misfits, registered = {}, {}
+
+    def check_and_resample(name, transform):  # in the registration's own worker, as soon as it ends
+        misfits[name] = registration_warning(name, flair_image, others[name], transform, flair_stripped, head)
+        registered[name] = intensity_window(to_model_space(others[name], grid, transform))
+
+    register_rigid_all(flair_image, others, {"t1": t1, "t1c": t1c}, then=check_and_resample)  # side by side, one per core
+    for name in others:  # in a fixed order, whichever registration ended first
+        warnings += [misfits[name]] if misfits[name] else []
+        channels[name] = registered[name]
     timing["register_s"] = time.perf_counter() - start
     warnings += sequence_warnings(channels, flair_stripped)
     # a missing sequence is replaced by FLAIR, as in the training data

@@ -8,7 +8,9 @@ the same machine state:
 - in-process: ``detect_case`` in a child process whose pipeline is already loaded and warmed up,
   broken down into read (with the resampling onto the model grid), register, checks, classify,
   segment (with the clean-up), confidence (the flip pass and the features), map back and write
-  (each stage's own time, without the stages it calls; "rest" is what no stage covers);
+  (each stage's own time, without the stages it calls; "rest" is what no stage covers; work in
+  other threads counts under the main thread's stage it runs beside: since each sequence's
+  registration check and resampling run in its registration's worker, they count as register);
 - cold: one whole ``python -m monai_core detect`` process (imports and model load included), with
   its peak resident memory (``ru_maxrss``);
 - both for this checkout and for ``--baseline REV`` (default: the 0.3.0 release commit), whose
@@ -58,7 +60,7 @@ STAGES = ("read", "register", "checks", "classify", "segment", "confidence", "ma
 # Times are exclusive: a stage called inside another (the segmenter inside the flip pass) is
 # counted once, under the innermost stage, except that the flip pass owns its segmenter calls.
 PROFILER = r"""
-import functools, time
+import functools, threading, time
 _stack, _totals = [], {}
 
 def _wrap(owner, name, stage):
@@ -69,6 +71,8 @@ def _wrap(owner, name, stage):
     def timed(*args, **kwargs):
         if stage == "segment" and _stack and _stack[-1][0] == "confidence":
             return function(*args, **kwargs)  # the flip pass's own segmenter calls
+        if threading.current_thread() is not threading.main_thread():
+            return function(*args, **kwargs)  # beside a main-thread stage (a registration's checks): counted there
         _stack.append([stage, time.perf_counter(), 0.0])
         try:
             return function(*args, **kwargs)
