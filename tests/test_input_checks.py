@@ -221,3 +221,23 @@ def test_registration_metric_values_are_those_of_before(folder):
         assert value < REGISTRATION_POOR
     study = load_volumes(folder / "flair.nii.gz", folder / "t1.nii.gz", folder / "t1c.nii.gz")
     assert "registration_poor" not in codes(study)
+
+
+def test_register_rigid_all_hands_each_transform_to_then_in_its_own_worker():
+    """``then`` sees each sequence's own transform once, in the registration's worker (not the main
+    thread), so that load_volumes checks and resamples a sequence while the other still registers."""
+    import threading
+
+    from monai_core.io.volumes import read_volume
+    from monai_core.preprocess import register_rigid_all
+
+    flair = read_volume(RAW / "flair.nii.gz")
+    movings = {name: read_volume(RAW / f"{name}.nii.gz") for name in ("t1", "t1c")}
+    seen = {}
+    transforms = register_rigid_all(flair, movings,
+                                     then=lambda name, transform: seen.update({name: (transform, threading.current_thread())}))
+    assert set(seen) == {"t1", "t1c"}
+    for name, (transform, thread) in seen.items():
+        assert transform is transforms[name]
+        if sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() > 1:  # else they run one after the other
+            assert thread is not threading.main_thread()
