@@ -22,7 +22,6 @@ from .measurements import measure
 from .outputs import CaseWriter, case_folder_ready, write_json_atomic, write_mask_nifti, write_overlay_png, write_seg_nrrd
 from .quality import case_features, uncertain_slices
 from .progress import Progress
-from .runtime import release_freed_memory
 from .study import Study, is_kaggle_case, load_kaggle_case, load_volumes
 
 if TYPE_CHECKING:  # torch and pydicom are imported where they are used: a cold detect can read while torch loads
@@ -242,7 +241,6 @@ def read_case(
     load = studies.load if studies is not None else load_study
     study = load(kaggle_dir, flair, t1, t1c, case_id, progress, series_uids, choice)
     case_folder_ready(out_root, study.case_id, overwrite)
-    release_freed_memory()  # the read's buffers must not lie under the networks' peak (monai_core.runtime)
     return study, {"load_s": time.perf_counter() - started, **study.timing}
 
 

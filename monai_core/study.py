@@ -16,6 +16,7 @@ import SimpleITK as sitk
 from .errors import InputError
 from .checks import geometry_warnings, head_mask, registration_warning, sequence_warnings, skull_and_scalp_visible
 from .io.volumes import read_source, series_identity
+from .runtime import release_freed_memory
 from .preprocess import (
     MODEL_SIZE,
     TRAINING_ORIENTATION,
@@ -160,6 +161,7 @@ def load_volumes(
         warnings += [misfits[name]] if misfits[name] else []
         channels[name] = registered[name]
     timing["register_s"] = time.perf_counter() - start
+    release_freed_memory()  # the read's and registrations' freed buffers must not lie under the networks' peak
     warnings += sequence_warnings(channels, flair_stripped)
     # a missing sequence is replaced by FLAIR, as in the training data
     stack = np.stack([channels.get("t1", flair_channel), flair_channel, channels.get("t1c", flair_channel)], axis=1)
