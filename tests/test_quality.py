@@ -13,13 +13,14 @@ import SimpleITK as sitk
 from conftest import BUNDLE, KAGGLE, RAW, VALIDATION
 from monai_core.detect import detect_case
 from monai_core.evaluation import truth_masks
-from monai_core.quality import FEATURES, QualityModel, case_features, uncertain_slices
+from monai_core.quality import FEATURES, MODEL_INPUTS, QualityModel, case_features, uncertain_slices
 
 
 def test_the_shipped_model_reads_the_features_in_the_order_the_code_computes_them():
     config = json.loads((BUNDLE / "configs" / "quality.json").read_text())
     model = QualityModel.load(BUNDLE / "configs" / "quality.json")
-    assert tuple(config["features"]) == FEATURES and 0 < model.threshold < 1
+    assert tuple(config["features"]) == MODEL_INPUTS == model.inputs and 0 < model.threshold < 1
+    assert set(MODEL_INPUTS) <= set(FEATURES)
 
 
 def _dice(a, b) -> float:

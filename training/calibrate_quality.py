@@ -88,10 +88,10 @@ def out_of_fold_cases(runs: Path, choice: Path) -> tuple[list[dict], np.ndarray,
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from out_of_fold import EVERYTHING, load_cache
+    from out_of_fold import SHIPPED, load_cache
 
     report = json.loads(choice.read_text())
-    per_group = report["families"][EVERYTHING]["setting_per_group"]
+    per_group = report["families"][SHIPPED]["setting_per_group"]
     by_patient = report["outer_groups"] != "folds"
     cases, groups = [], []
     for i, case in enumerate(load_cache(runs, report["source"], flipped=True)):
