@@ -8,6 +8,12 @@ is chosen out of fold by ``training/out_of_fold.py``. Writes ``OUT/robustness.js
 table ``OUT/robustness.md``; ``case_outcomes`` gives ``training/calibrate_quality.py`` its cases.
 
     python training/robustness.py --data DATA/kaggle_3m [--bundle bundle] [--out bundle/docs]
+    python training/robustness.py --data DATA/kaggle_3m --fold-networks runs/cv_b --name robustness_out_of_fold
+
+With ``--fold-networks RUNS`` the networks are the cross-validation fold's own (``training/train_folds.py``),
+trained without the fold's patients, and each real scan is detected by the networks of its patient's fold:
+so every figure is out of fold. The shipped networks trained on all 88 development patients, the
+fold-0 patients and the real scans' patients among them.
 """
 
 from __future__ import annotations
@@ -75,44 +81,55 @@ def case_outcomes(results: dict, setting: MaskSetting) -> list[dict]:
     return cases
 
 
-REAL_STUDIES = {  # (FLAIR folder, label): real scans with reference masks on their own grids
-    "TCGA-FG-6692 raw scanner volumes": ROOT / "tests" / "data" / "TCGA-FG-6692",
-    "TCGA-FG-6692 skull-stripped (BraTS Toolkit)": ROOT / "tests" / "data" / "bet" / "TCGA-FG-6692",
-    "TCGA-DU-7294 skull-stripped (BraTS Toolkit)": ROOT / "tests" / "data" / "bet" / "TCGA-DU-7294",
+REAL_STUDIES = {  # label: (FLAIR folder, development patient): real scans with reference masks on their own grids
+    "TCGA-FG-6692 raw scanner volumes": (ROOT / "tests" / "data" / "TCGA-FG-6692", "TCGA_FG_6692_20020606"),
+    "TCGA-FG-6692 skull-stripped (BraTS Toolkit)": (ROOT / "tests" / "data" / "bet" / "TCGA-FG-6692", "TCGA_FG_6692_20020606"),
+    "TCGA-DU-7294 skull-stripped (BraTS Toolkit)": (ROOT / "tests" / "data" / "bet" / "TCGA-DU-7294", "TCGA_DU_7294_19890104"),
 }
 
 
-def real_studies(pipeline: TumorSegPipeline, out: Path) -> dict:
-    """``tumorseg detect`` on real scans (FLAIR, T1, T1c), Dice against the data set's mask on the FLAIR grid."""
+def fold_pipeline(bundle: Path, runs: Path, fold: int) -> TumorSegPipeline:
+    """The bundle's inference with the networks trained without ``fold`` (not in metadata.json, so
+    loaded as a user's own weights: ``weights_only``, no sha256)."""
+    from train_folds import weights_path
+
+    return TumorSegPipeline(bundle, segmenter_weights=weights_path(runs, fold, "segmenter"),
+                            classifier_weights=weights_path(runs, fold, "classifier"))
+
+
+def real_studies(pipeline_for, out: Path) -> dict:
+    """``tumorseg detect`` on real scans (FLAIR, T1, T1c), Dice against the data set's mask on the FLAIR grid.
+    ``pipeline_for(patient)`` gives the pipeline that detects that development patient's scans."""
     import SimpleITK as sitk
 
     from monai_core.detect import detect_case
 
     rows = {}
-    for i, (name, folder) in enumerate(REAL_STUDIES.items()):
+    for i, (name, (folder, patient)) in enumerate(REAL_STUDIES.items()):
+        pipeline = pipeline_for(patient)
         report = detect_case(pipeline, out, flair=folder / "flair.nii.gz", t1=folder / "t1.nii.gz",
                              t1c=folder / "t1c.nii.gz", case_id=f"real{i}", overwrite=True)
         mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"real{i}" / "segmentation.nii.gz")))
         truth = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "flair_lesion.nii.gz")))
-        rows[name] = {"dice": round(dice(mask, truth), 4), "volume_ml": report["tumor_volume_ml"],
+        rows[name] = {"dice": round(dice(mask, truth), 4), "volume_ml": report["tumor_volume_ml"], "patient": patient,
                       "quality": {k: report["quality"][k] for k in ("confidence", "flagged")},
                       "warnings": [w["code"] for w in report["quality"]["warnings"]]}
     return rows
 
 
-def write_real_studies(pipeline: TumorSegPipeline, out: Path, name: str) -> None:
+def write_real_studies(pipeline_for, out: Path, name: str, networks: str) -> None:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        rows = real_studies(pipeline, Path(tmp))
-    text = [f"# Real scans ({pipeline.identity['version']}): tumorseg detect with FLAIR, T1 and T1c", "",
+        rows = real_studies(pipeline_for, Path(tmp))
+    text = [f"# Real scans ({networks}): tumorseg detect with FLAIR, T1 and T1c", "",
             "Dice against the LGG data set's mask mapped onto each FLAIR grid (tests/data/bet/README.md).", "",
             "| study | Dice | volume (mL) | confidence | flagged | warnings |", "|---|---|---|---|---|---|"]
     for study, row in rows.items():
         text.append(f"| {study} | {row['dice']:.3f} | {row['volume_ml']:.1f} | {row['quality']['confidence']} | "
                     f"{row['quality']['flagged']} | {', '.join(row['warnings']) or '-'} |")
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / f"{name}_real.json", {"bundle": pipeline.identity, "studies": rows})
+    write_json_atomic(out / f"{name}_real.json", {"networks": networks, "studies": rows})
     (out / f"{name}_real.md").write_text("\n".join(text) + "\n")
     print("\n".join(text))
 
@@ -152,12 +169,30 @@ def main() -> None:
     parser.add_argument("--fold", type=int, default=0)
     parser.add_argument("--name", default="robustness", help="file name stem of the outputs")
     parser.add_argument("--real-only", action="store_true", help="only the real scans, with the bundle's own settings")
+    parser.add_argument("--fold-networks", type=Path, metavar="RUNS", help="the cross-validation networks in RUNS instead of the bundle's")
     args = parser.parse_args()
 
-    patients = patient_folds(read_patient_list(DEFAULT_PATIENT_LIST))[args.fold]
-    pipeline = TumorSegPipeline(args.bundle)
+    folds = patient_folds(read_patient_list(DEFAULT_PATIENT_LIST))
+    patients = folds[args.fold]
+    if args.fold_networks:
+        pipelines = {}
+
+        def pipeline_for(patient: str) -> TumorSegPipeline:
+            fold = next(k for k, members in enumerate(folds) if patient in members)
+            if fold not in pipelines:
+                pipelines[fold] = fold_pipeline(args.bundle, args.fold_networks, fold)
+            return pipelines[fold]
+
+        pipeline = pipeline_for(patients[0])
+        networks = f"{pipeline.identity['version']} setting, networks of the patient's own fold ({args.fold_networks})"
+    else:
+        pipeline = TumorSegPipeline(args.bundle)
+        networks = f"bundle {pipeline.identity['version']}"
+
+        def pipeline_for(patient: str) -> TumorSegPipeline:
+            return pipeline
+    write_real_studies(pipeline_for, args.out, args.name, networks)
     if args.real_only:
-        write_real_studies(pipeline, args.out, args.name)
         return
     started = time.perf_counter()
     results = predict_conditions(pipeline, args.data, patients, load_brain_masks(args.brain_masks))
@@ -165,6 +200,7 @@ def main() -> None:
     no_gate = MaskSetting(**{**shipped.as_dict(), "classifier_threshold": 0.0, "confirm": 0.0})
     report = {
         "bundle": pipeline.identity,
+        "networks": networks,
         "fold": args.fold,
         "patients": patients,
         "seconds": round(time.perf_counter() - started, 1),
@@ -172,7 +208,7 @@ def main() -> None:
         "shipped": score(results, shipped),
         "no_gate": score(results, no_gate),
     }
-    text = [f"# Robustness benchmark ({pipeline.identity['version']}, fold {args.fold}: {len(patients)} validation patients)", ""]
+    text = [f"# Robustness benchmark ({networks}; fold {args.fold}: {len(patients)} patients)", ""]
     text += ["## Shipped setting", table(report["shipped"], describe(shipped)), ""]
     text += ["## Segmenter on every slice (no classifier gate, no confirmation)", table(report["no_gate"], describe(no_gate)), ""]
     report["cases_setting"] = shipped.as_dict()
