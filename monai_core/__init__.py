@@ -1,3 +1,3 @@
 """TumorSeg engine: networks, data, preprocessing, inference, metrics and the command line."""
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"

@@ -117,7 +117,7 @@ def test_detect_never_imports_monai(tmp_path):
 
 
 def test_a_real_skull_stripped_study_is_segmented_and_recognised(pipeline, tmp_path):
-    """The BraTS Toolkit's skull-stripped, 1 mm atlas-space scans of a fold-0 validation patient."""
+    """The BraTS Toolkit's skull-stripped, 1 mm atlas-space scans of a fold-0 development patient."""
     folder = BET / "TCGA-DU-7294"
     report = detect_case(pipeline, tmp_path, flair=folder / "flair.nii.gz", t1=folder / "t1.nii.gz",
                          t1c=folder / "t1c.nii.gz", case_id="bet")

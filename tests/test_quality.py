@@ -56,7 +56,7 @@ def assessed(pipeline, tmp_path_factory):
         mask = sitk.ReadImage(str(tmp / name.replace(" ", "_") / "c" / "segmentation.nii.gz"))
         on_lesion_grid = sitk.Resample(mask, lesion, sitk.Transform(), sitk.sitkNearestNeighbor)
         out[name] = (_dice(sitk.GetArrayFromImage(on_lesion_grid), sitk.GetArrayFromImage(lesion)), report["quality"])
-    validation = VALIDATION / "TCGA_DU_7294_19890104"  # a fold-0 validation patient, not trained on
+    validation = VALIDATION / "TCGA_DU_7294_19890104"  # a second development patient
     report = detect_case(pipeline, tmp / "validation", case_id="c", kaggle_dir=validation)
     mask = np.moveaxis(np.asarray(nib.load(str(tmp / "validation" / "c" / "segmentation.nii.gz")).dataobj), -1, 0)
     out["validation patient"] = (_dice(mask, np.asarray(truth_masks(validation))), report["quality"])

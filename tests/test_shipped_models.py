@@ -35,8 +35,9 @@ def test_shipped_pipeline_segments_a_sample_patient(pipeline):
     assert metrics["sensitivity"] >= 0.8  # the shipped threshold favours sensitivity (bundle/docs/README.md)
 
 
-def test_a_patient_the_models_did_not_train_on(pipeline):
-    """A regression guard on a fold-0 validation patient (tests/data/validation/README.md)."""
+def test_a_second_development_patient(pipeline):
+    """A regression guard on a second development patient (tests/data/validation/README.md); 0.3.0's
+    networks had not seen it, 0.4.0's trained on all 88 development patients."""
     patient = "TCGA_DU_7294_19890104"
     metrics = pipeline_metrics(predict_patients(pipeline, VALIDATION, [patient]), pipeline.setting)
     assert metrics["dice"]["mean"] >= VALIDATION_FLOOR

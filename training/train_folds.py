@@ -50,6 +50,7 @@ def train_network(data: Path, runs: Path, fold: int, net: str, overrides: list[s
     if fold < 0:  # all 88 patients train: there is no validation group
         command += ["--val_interval", "100000"]
     out.parent.mkdir(parents=True, exist_ok=True)
+    print(" ".join(command), flush=True)  # the bundle run, to repeat or vary by hand
     with open(runs / "times.log", "a") as times, open(out.parent / f"{net}.log", "a") as log:
         times.write(f"fold {fold} {net}: start {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
         times.flush()
