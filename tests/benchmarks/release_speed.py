@@ -32,7 +32,7 @@ from monai_core.pipeline import TumorSegPipeline
 from monai_core.detect import detect_case
 pipeline = TumorSegPipeline()
 if sys.argv[2] == "no-flip" and hasattr(pipeline, "flipped_segmentation"):
-    pipeline.flipped_segmentation = lambda slices, mask: None
+    pipeline.flipped_segmentation = lambda *args, **kwargs: None  # any signature: the flip pass skipped
 cases = sorted(p for p in Path(sys.argv[1]).iterdir() if p.is_dir())
 out = {}
 with tempfile.TemporaryDirectory() as tmp:
