@@ -156,55 +156,88 @@ def intensity_window(volume: np.ndarray) -> np.ndarray:
     return np.clip(scaled, 0.0, 1.0).astype(np.float32)
 
 
-def register_rigid(fixed: sitk.Image, moving: sitk.Image, path=None, threads: int | None = None) -> sitk.Transform:
+# The registration pyramid: (voxel size in mm each level's images are binned to, metric samples, smallest
+# optimiser step). Measured on the sample study and the skull-stripped scans by
+# tests/benchmarks/registration_accuracy.py; see register_rigid for why.
+REGISTRATION_LEVELS = ((8.0, 5000, 5e-2), (4.0, 5000, 1e-2), (2.0, 20000, 1e-3))
+REGISTRATION_ITERATIONS = 200  # per level; every level of the benchmark's cases converges well before
+
+
+def register_rigid(fixed: sitk.Image, moving: sitk.Image, path=None, threads: int | None = None,
+                   seed: int = 42) -> sitk.Transform:
     """Rigid (Euler 3D) registration by Mattes mutual information; maps fixed points into moving space.
 
     The LGG channels were registered to each other, while the sequences of a real study are not
-    aligned by their headers alone (FLAIR to T1 of TCGA-FG-6692: 16 mm and 4 degrees). The pyramid
-    (shrink 4 then 2) is as coarse as it goes: on FG-6692, shrink 4 alone or 8 then 4 moved the T1c
-    and T2 results by 8-23 mm. Registration runs even when a sequence shares the FLAIR's grid: the
-    raw T1 and T1c of FG-6692 share one grid and are 21 mm apart.
+    aligned by their headers alone (FLAIR to T1 of TCGA-FG-6692: 16 mm and 4 degrees). Registration
+    runs even when a sequence shares the FLAIR's grid: the raw T1 and T1c of FG-6692 share one grid
+    and are 21 mm apart.
+
+    A pyramid in millimetres: each level bins both volumes to about 8, 4, then 2 mm voxels per axis
+    (:func:`registration_level`) and registers those with a fixed number of metric samples, each level
+    starting from the last one's result. Binning by physical size leaves a 5.5 mm slice axis whole
+    where ITK's own pyramid (shrink factors for every axis) halved it to 11 mm, and the images of each
+    level are small, so their smoothing and gradients cost little. Release 0.4.0's recipe (ITK's
+    shrink 4 then 2 on the full images, 5% random samples, 80 iterations per level) stopped at the
+    iteration limit on the sample study: another metric seed moved its result by 2.3-8.8 mm, and
+    with a header moved by a known transform it landed 1.3-2.4 mm off what the move implied. This
+    pyramid converges: another seed moves the sample by 0.7-0.9 mm, a header move is followed to
+    0.2 mm, and the mutual information over every voxel of the FLAIR's head is better (T1c -0.301
+    against -0.241). On the skull-stripped scans, where 0.4.0 converged, it lies 0.4-0.5 mm from
+    0.4.0's result (seeds: 0.4-0.7 mm, 0.4.0 0.3-0.7). It costs half the CPU on the sample study and a
+    tenth on the 1 mm scans (tests/benchmarks/registration_accuracy.py).
 
     ``threads`` is the number of threads of the registration method (default: SimpleITK's global
-    default). It changes the result only by rounding (1e-7 mm on FG-6692; a run again, 1e-12 mm),
-    and with SimpleITK's global thread count at 1 a run again gives it to the last bit. Nothing cheaper kept the
-    result: on FG-6692 another random seed alone moves the T1c by 3-8 mm, and fewer samples, a
-    head-cropped metric region or no gradient filter move it as far
-    (tests/benchmarks/registration_accuracy.py --candidates). The FG-6692 T1c also stops at the
-    80-iteration limit on both levels; run to convergence (400) it moves 3.4 mm, so on this study
-    any change beyond rounding moves it by more than 1 mm. On the skull-stripped scans the recipe
-    converges in under 30 iterations per level and another seed moves it 0.1-0.7 mm. Most of the
-    time is fixed cost, not iterations: per level, the moving image is smoothed and its Gaussian
-    gradient computed at full resolution (0.4 of 0.84 s CPU with one iteration per level on FG-6692).
+    default); it changes the result only by rounding. ``seed`` draws the metric samples (benchmarks
+    vary it to measure the recipe's noise).
     """
     fixed_f = sitk.Cast(fixed, sitk.sitkFloat32)
     moving_f = sitk.Cast(moving, sitk.sitkFloat32)
     if not _overlap(fixed_f, moving_f):
         raise InputError(path, "does not overlap the FLAIR in space; is it from the same study?")
-    return rigid_registration_method(fixed_f, moving_f, threads).Execute(fixed_f, moving_f)
-
-
-def rigid_registration_method(fixed: sitk.Image, moving: sitk.Image, threads: int | None = None) -> sitk.ImageRegistrationMethod:
-    """The registration :func:`register_rigid` runs, set up and not yet executed (benchmarks vary it)."""
-    initial = sitk.CenteredTransformInitializer(
-        fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY
+    transform = sitk.CenteredTransformInitializer(
+        fixed_f, moving_f, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY
     )
-    reg = sitk.ImageRegistrationMethod()
+    for voxel_mm, samples, min_step in REGISTRATION_LEVELS:
+        level_fixed, level_moving = registration_level(fixed_f, voxel_mm), registration_level(moving_f, voxel_mm)
+        method = rigid_registration_method(level_fixed.GetNumberOfPixels(), samples, min_step, threads, seed)
+        method.SetInitialTransform(transform, inPlace=False)
+        transform = _euler(method.Execute(level_fixed, level_moving))
+    return transform
+
+
+def registration_level(image: sitk.Image, voxel_mm: float) -> sitk.Image:
+    """``image`` binned (block means) to voxels of about ``voxel_mm`` along each axis; an axis whose voxels
+    are already that large stays as it is."""
+    factors = [max(1, int(round(voxel_mm / spacing))) for spacing in image.GetSpacing()]
+    return sitk.BinShrink(image, factors) if max(factors) > 1 else image
+
+
+def rigid_registration_method(voxels: int, samples: int, min_step: float, threads: int | None = None,
+                              seed: int = 42) -> sitk.ImageRegistrationMethod:
+    """One level of :func:`register_rigid`, set up without its initial transform: ``samples`` random
+    metric samples (fixed seed) of a fixed image of ``voxels`` voxels, or all of them if it has fewer."""
+    method = sitk.ImageRegistrationMethod()
     if threads is not None:
-        reg.SetNumberOfThreads(int(threads))
-    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
-    reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(0.05, seed=42)  # seed 0 would mean "wall clock"
-    reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=2.0, minStep=1e-3, numberOfIterations=80, gradientMagnitudeTolerance=1e-6
+        method.SetNumberOfThreads(int(threads))
+    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
+    if samples < voxels:
+        method.SetMetricSamplingStrategy(method.RANDOM)
+        method.SetMetricSamplingPercentage(samples / voxels, seed=seed)  # seed 0 would mean "wall clock"
+    else:
+        method.SetMetricSamplingStrategy(method.NONE)
+    method.SetInterpolator(sitk.sitkLinear)
+    method.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=2.0, minStep=min_step, numberOfIterations=REGISTRATION_ITERATIONS, gradientMagnitudeTolerance=1e-6
     )
-    reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetShrinkFactorsPerLevel([4, 2])
-    reg.SetSmoothingSigmasPerLevel([2, 1])
-    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
-    reg.SetInitialTransform(initial, inPlace=False)
-    return reg
+    method.SetOptimizerScalesFromPhysicalShift()
+    return method
+
+
+def _euler(transform: sitk.Transform) -> sitk.Euler3DTransform:
+    """The Euler3DTransform a registration returns inside a composite of one."""
+    if transform.GetName() == "CompositeTransform":
+        transform = sitk.CompositeTransform(transform).GetNthTransform(0)
+    return sitk.Euler3DTransform(transform)
 
 
 def register_rigid_all(fixed: sitk.Image, movings: dict, paths: dict | None = None, then=None) -> dict:

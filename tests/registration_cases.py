@@ -3,7 +3,8 @@
 Each case registers a moving volume onto a fixed FLAIR as ``tumorseg detect`` does (T1 or T1c
 onto the FLAIR). ``tests/data/registration_reference.json`` holds the transform that
 ``monai_core.preprocess.register_rigid`` gave for each case when it was written (see ``made_with``
-there), so that a faster registration can be held to the result users had. Cases:
+there), so that a change to the registration shows; ``registration_reference_0.4.0.json`` holds
+release 0.4.0's (ITK's shrink-factor pyramid), the result users had before. Cases:
 
 - the bundled sample study (tests/data/TCGA-FG-6692, raw scanner volumes, 5.5 mm slices);
 - the same T1 and T1c with their headers moved by a known rigid transform (misaligned by
@@ -27,6 +28,7 @@ import SimpleITK as sitk
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "tests" / "data" / "registration_reference.json"
+REFERENCE_040 = ROOT / "tests" / "data" / "registration_reference_0.4.0.json"
 SAMPLE = "tests/data/TCGA-FG-6692"
 BET = "tests/data/bet"
 
@@ -117,15 +119,30 @@ def from_record(record: dict) -> sitk.Euler3DTransform:
     return euler
 
 
-def reference(name: str) -> sitk.Transform:
-    """The committed reference transform of a case."""
-    return from_record(json.loads(REFERENCE.read_text())["cases"][name])
+def reference(name: str, path: Path = REFERENCE) -> sitk.Transform:
+    """The committed reference transform of a case (``path``: :data:`REFERENCE_040` for release 0.4.0's)."""
+    return from_record(json.loads(path.read_text())["cases"][name])
 
 
-def expected_from_move(name: str) -> sitk.Transform | None:
-    """For a derived case, the unmoved case's reference followed by the header move (the truth it should find)."""
+def expected_from_move(name: str, unmoved: sitk.Transform | None = None) -> sitk.Transform | None:
+    """For a derived case, the unmoved case's result (default: its reference) followed by the header move:
+    what a registration that only follows the images should find."""
     move = CASES[name][2]
     if move is None:
         return None
-    unmoved = name.removesuffix(" moved")
-    return sitk.CompositeTransform([header_move(move), reference(unmoved)])  # applied last to first
+    unmoved = unmoved if unmoved is not None else reference(name.removesuffix(" moved"))
+    return sitk.CompositeTransform([header_move(move), unmoved])  # applied last to first
+
+
+def head_mutual_information(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, head: sitk.Image) -> float:
+    """Mattes mutual information (32 bins, lower is better) over every voxel of the FLAIR's head at full
+    resolution: a judge of alignment that no registration recipe samples or optimises as such."""
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
+    method.SetMetricSamplingStrategy(method.NONE)
+    method.SetMetricUseFixedImageGradientFilter(False)
+    method.SetMetricUseMovingImageGradientFilter(False)
+    method.SetInterpolator(sitk.sitkLinear)
+    method.SetMovingInitialTransform(transform)
+    method.SetMetricFixedMask(head)
+    return float(method.MetricEvaluate(sitk.Cast(fixed, sitk.sitkFloat32), sitk.Cast(moving, sitk.sitkFloat32)))

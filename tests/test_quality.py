@@ -63,17 +63,24 @@ def assessed(pipeline, tmp_path_factory):
     return out
 
 
+MISUSED = ("T2 given as FLAIR", "T1 given as FLAIR")  # the wrong sequence in the FLAIR's place
+
+
 def test_the_expected_dice_follows_the_measured_dice(assessed):
     """The calibration's claims (bundle/configs/quality.json: mean error 0.099, AUROC 0.89 for Dice < 0.7),
-    checked on studies measured here with a margin: the expected Dice is near the true one, every failure
-    is flagged, and every success is expected to do better than every failure."""
+    checked on studies measured here with a margin: the expected Dice is near the true one on the studies
+    given as intended, every failure is flagged, and every success is expected to do better than every failure.
+
+    The calibration was fitted on studies whose sequences were in their places, so its error is claimed for
+    those only; another sequence given as the FLAIR must be flagged, and nothing more is claimed of its number
+    (its Dice against the FLAIR's lesion, 0.07-0.27, moves with anything that moves the T1 and T1c)."""
     table = "\n".join(f"{name}: Dice {dice:.3f}, expected {q['expected_dice']:.3f}, flagged {q['flagged']}"
                       for name, (dice, q) in assessed.items())
     good = [q["expected_dice"] for dice, q in assessed.values() if dice >= 0.7]
     failed = [(dice, q) for dice, q in assessed.values() if dice < 0.5]
     assert len(good) >= 3 and len(failed) >= 2, table  # the studies cover both kinds
-    errors = [abs(q["expected_dice"] - dice) for dice, q in assessed.values()]
-    assert np.mean(errors) <= 0.2, table
+    errors = [abs(q["expected_dice"] - dice) for name, (dice, q) in assessed.items() if name not in MISUSED]
+    assert len(errors) >= 4 and np.mean(errors) <= 0.2, table
     assert all(q["flagged"] for _, q in failed), table
     assert min(good) > max(q["expected_dice"] for _, q in failed), table
 
