@@ -1,7 +1,5 @@
 """``python -m monai_core``: the same as the ``tumorseg`` command."""
 
-import sys
+from monai_core.cli import console_main
 
-from monai_core.cli import main
-
-sys.exit(main())
+console_main()
