@@ -11,7 +11,8 @@ the same machine state:
   (each stage's own time, without the stages it calls; "rest" is what no stage covers; work in
   other threads counts under the main thread's stage it runs beside: since each sequence's
   registration check and resampling run in its registration's worker, they count as register);
-- cold: one whole ``python -m monai_core detect`` process (imports and model load included), with
+- cold: one whole ``python -m monai_core detect`` process (imports and model load included, and the
+  way the command ends its process: ``monai_core.cli.end_process`` where the version has it), with
   its peak resident memory (``ru_maxrss``);
 - both for this checkout and for ``--baseline REV`` (default: the 0.3.0 release commit), whose
   ``monai_core`` and ``bundle`` are extracted with ``git archive`` into a temporary folder;
@@ -185,12 +186,14 @@ print(json.dumps({"times": summary, "slices": len(report["slices"]), "ran": coun
 COLD = PROFILER + r"""
 import json, os, resource, sys
 install()
-from monai_core.cli import main
-code = main(sys.argv[1:])
+from monai_core import cli
+code = cli.main(sys.argv[1:])
 with open(os.environ["DETECT_STAGES_OUT"], "w") as out:
     import torch
     json.dump({"stages": take(), "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                "threads": torch.get_num_threads()}, out)
+if hasattr(cli, "end_process"):  # the command's own way out (tumorseg and python -m monai_core), where it has one
+    cli.end_process(code)
 sys.exit(code)
 """
 
