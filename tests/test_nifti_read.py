@@ -2,8 +2,10 @@
 
 import gzip
 import shutil
+import zlib
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 
 from conftest import RAW
@@ -61,3 +63,26 @@ def test_intensities_beyond_float32_are_refused_on_either_side(tmp_path):
         extreme[5, 6, 2] = value
         with pytest.raises(InputError, match="beyond the range of 32-bit floats"):
             read_volume(_nifti(tmp_path / f"{name}.nii.gz", extreme, slope))
+
+
+def test_inflating_in_memory_reads_what_gzip_reads(monkeypatch, tmp_path):
+    """The in-memory inflate (one zlib call per member) and gzip's streamed reader give the same volume."""
+    in_memory = read_volume(RAW / "t1c.nii.gz")
+    monkeypatch.setattr(volumes, "_INFLATE_IN_MEMORY", 0)  # every file streamed through gzip, as before
+    assert _same(read_volume(RAW / "t1c.nii.gz"), in_memory)
+
+
+def test_inflate_follows_gzip_members_and_stops_at_the_size_asked():
+    data = bytes(range(256)) * 64
+    two_members = gzip.compress(data[:5000]) + b"\0\0" + gzip.compress(data[5000:])  # NUL padding between members
+    assert volumes._inflate(two_members, len(data)) == gzip.decompress(two_members) == data
+    assert volumes._inflate(two_members, 6000) == data[:6000]  # no more than asked, across the member boundary
+    assert volumes._inflate(two_members, 10 * len(data)) == data  # a shorter file gives what it holds
+
+
+def test_inflate_refuses_a_cut_or_damaged_stream():
+    whole = gzip.compress(bytes(range(256)) * 64)
+    with pytest.raises(EOFError):
+        volumes._inflate(whole[: len(whole) // 2], 1 << 20)
+    with pytest.raises(zlib.error):
+        volumes._inflate(whole[:-8] + bytes(8), 1 << 20)  # CRC and length of the trailer zeroed
