@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from monai_core.preprocess import euler_of as as_euler  # the Euler3DTransform inside a registration result
+
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "tests" / "data" / "registration_reference.json"
 REFERENCE_040 = ROOT / "tests" / "data" / "registration_reference_0.4.0.json"
@@ -98,13 +100,6 @@ def head_points(fixed: sitk.Image, count: int = 5000) -> tuple[np.ndarray, np.nd
 def displacement(a: sitk.Transform, b: sitk.Transform, points: np.ndarray) -> np.ndarray:
     """Distance (mm) between where ``a`` and ``b`` map each point."""
     return np.array([np.linalg.norm(np.subtract(a.TransformPoint(p), b.TransformPoint(p))) for p in points])
-
-
-def as_euler(transform: sitk.Transform) -> sitk.Euler3DTransform:
-    """The Euler3DTransform inside a registration result (a composite of one)."""
-    if transform.GetName() == "CompositeTransform":
-        transform = sitk.CompositeTransform(transform).GetNthTransform(0)
-    return sitk.Euler3DTransform(transform)
 
 
 def to_record(transform: sitk.Transform) -> dict:

@@ -122,14 +122,7 @@ def brain_r(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform) ->
 
 def register_onto_bet(bet_t1: sitk.Image, moving: sitk.Image, label: str) -> sitk.Transform:
     """Rigid transform mapping raw_bet points into ``moving``'s space: register_rigid, then refined."""
-    initial = register_rigid(bet_t1, moving)
-    if initial.GetName() == "CompositeTransform":
-        composite = sitk.CompositeTransform(initial)
-        composite.FlattenTransform()
-        if composite.GetNumberOfTransforms() != 1:
-            raise SystemExit("register_rigid returned a chain of transforms")
-        initial = composite.GetNthTransform(0)
-    initial = sitk.Euler3DTransform(initial)
+    initial = register_rigid(bet_t1, moving)  # an Euler3DTransform
     refined = _refine(bet_t1, moving, initial)
     print(f"{label} -> raw_bet T1: brain r {brain_r(bet_t1, moving, initial):.3f} after register_rigid, "
           f"{brain_r(bet_t1, moving, refined):.3f} after the brain-masked refinement")

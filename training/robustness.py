@@ -19,6 +19,7 @@ fold-0 patients and the real scans' patients among them.
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from pathlib import Path
 
@@ -174,23 +175,17 @@ def main() -> None:
 
     folds = patient_folds(read_patient_list(DEFAULT_PATIENT_LIST))
     patients = folds[args.fold]
-    if args.fold_networks:
-        pipelines = {}
+    @functools.cache
+    def networks_of(fold: int | None) -> TumorSegPipeline:  # None: the bundle's own networks
+        return TumorSegPipeline(args.bundle) if fold is None else fold_pipeline(args.bundle, args.fold_networks, fold)
 
-        def pipeline_for(patient: str) -> TumorSegPipeline:
-            fold = next(k for k, members in enumerate(folds) if patient in members)
-            if fold not in pipelines:
-                pipelines[fold] = fold_pipeline(args.bundle, args.fold_networks, fold)
-            return pipelines[fold]
+    def pipeline_for(patient: str) -> TumorSegPipeline:
+        fold = next(k for k, members in enumerate(folds) if patient in members) if args.fold_networks else None
+        return networks_of(fold)
 
-        pipeline = pipeline_for(patients[0])
-        networks = f"{pipeline.identity['version']} setting, networks of the patient's own fold ({args.fold_networks})"
-    else:
-        pipeline = TumorSegPipeline(args.bundle)
-        networks = f"bundle {pipeline.identity['version']}"
-
-        def pipeline_for(patient: str) -> TumorSegPipeline:
-            return pipeline
+    pipeline = pipeline_for(patients[0])
+    networks = (f"{pipeline.identity['version']} setting, networks of the patient's own fold ({args.fold_networks})"
+                if args.fold_networks else f"bundle {pipeline.identity['version']}")
     write_real_studies(pipeline_for, args.out, args.name, networks)
     if args.real_only:
         return

@@ -142,7 +142,8 @@ def _check_nifti(path: Path, decompressed: Path | None = None) -> Path | None:
 
     niftilib zero-fills the voxels missing from a truncated file, replaces NaN and Inf by 0, and
     reads a NIfTI-2 header it cannot use as no image at all; a 100000^3 declaration is refused here
-    from the header alone. The data are streamed in blocks, so memory stays small.
+    from the header alone. The data are read in blocks; a gzipped file is inflated in memory only up to
+    :data:`_INFLATE_IN_MEMORY` (:func:`_voxel_stream`), so memory stays bounded.
     """
     try:
         header = _nifti_header(path)
