@@ -162,8 +162,9 @@ def edge_profile(image: sitk.Image, depth_mm: int = 16) -> tuple[np.ndarray, flo
         section.SetSpacing(axial.GetSpacing()[:2])
         head = sitk.BinaryFillhole(sitk.BinaryMorphologicalClosing(section, [2, 2]))
         head = sitk.RelabelComponent(sitk.ConnectedComponent(head), sortByObjectSize=True) == 1
-        depth = sitk.GetArrayViewFromImage(sitk.SignedMaurerDistanceMap(head, insideIsPositive=True, squaredDistance=False,
-                                                                        useImageSpacing=True))
+        # GetArrayFromImage, not a view: a view does not keep its image alive, and this one is a temporary
+        depth = sitk.GetArrayFromImage(sitk.SignedMaurerDistanceMap(head, insideIsPositive=True, squaredDistance=False,
+                                                                    useImageSpacing=True))
         brain = voxels[z][depth > 25]
         if brain.size < 50 or np.median(brain) <= 0:
             continue

@@ -43,7 +43,7 @@ def zero_outside_head(image: sitk.Image) -> sitk.Image:
     for z in range(len(voxels)):
         section = sitk.GetImageFromArray((voxels[z] > level).astype(np.uint8))
         filled = sitk.BinaryFillhole(sitk.BinaryMorphologicalClosing(section, [2, 2]))
-        head[z] = sitk.GetArrayViewFromImage(sitk.RelabelComponent(sitk.ConnectedComponent(filled), sortByObjectSize=True) == 1)
+        head[z] = sitk.GetArrayFromImage(sitk.RelabelComponent(sitk.ConnectedComponent(filled), sortByObjectSize=True) == 1)
     out = sitk.GetImageFromArray(np.where(head, voxels, 0).astype(np.float32))
     out.CopyInformation(image)
     return out

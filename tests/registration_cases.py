@@ -85,7 +85,7 @@ def head_points(fixed: sitk.Image, count: int = 5000) -> tuple[np.ndarray, np.nd
     if (array == 0).mean() > 0.3:
         mask = array > 0
     else:
-        mask = sitk.GetArrayViewFromImage(sitk.OtsuThreshold(fixed, 0, 1)) > 0
+        mask = sitk.GetArrayFromImage(sitk.OtsuThreshold(fixed, 0, 1)) > 0  # a view would outlive its temporary image
     voxels = np.argwhere(mask)[:, ::-1]  # x, y, z as SimpleITK indexes
     low, high = voxels.min(0), voxels.max(0)
     corners = [[(low, high)[c[a]][a] for a in range(3)] for c in np.ndindex(2, 2, 2)]
