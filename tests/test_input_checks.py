@@ -241,3 +241,26 @@ def test_register_rigid_all_hands_each_transform_to_then_in_its_own_worker():
         assert transform is transforms[name]
         if sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() > 1:  # else they run one after the other
             assert thread is not threading.main_thread()
+
+
+def test_fill_holes_is_itks_binary_fillhole_to_the_voxel():
+    """fill_holes replaces sitk.BinaryFillhole in head_mask (for its CPU): the same voxels on real head masks and
+    on random shapes whose holes reach the border only through edges or corners (face connectivity decides)."""
+    from monai_core.checks import _foreground_level, fill_holes
+    from monai_core.io.volumes import read_volume
+
+    rng = np.random.default_rng(0)
+    shapes = [sitk.GetImageFromArray((rng.random((9, 17, 13)) < p).astype(np.uint8)) for p in (0.3, 0.5, 0.7, 0.85)]
+    shell = np.ones((5, 5, 5), np.uint8)
+    shell[2, 2, 2] = 0  # a hole inside
+    shell[0, 0, 0] = shell[1, 1, 1] = 0  # background linked to the corner by a vertex only: still a hole
+    shapes.append(sitk.GetImageFromArray(shell))
+    shapes.append(sitk.GetImageFromArray(np.ones((4, 4, 4), np.uint8)))  # no background at all
+    for path in (RAW / "flair.nii.gz", HELD_OUT / "flair.nii.gz"):
+        image = sitk.Cast(read_volume(path), sitk.sitkFloat32)
+        shapes.append(image > _foreground_level(sitk.GetArrayViewFromImage(image)))
+    for shape in shapes:
+        expected = sitk.BinaryFillhole(shape)
+        filled = fill_holes(shape)
+        assert np.array_equal(sitk.GetArrayViewFromImage(filled), sitk.GetArrayViewFromImage(expected))
+        assert filled.GetOrigin() == shape.GetOrigin() and filled.GetSpacing() == shape.GetSpacing()
