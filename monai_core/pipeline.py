@@ -3,9 +3,9 @@
 Stage 1: the DenseNet121 gives each slice a tumour probability (at 128x128, as trained).
 Stage 2: the ResUNet segments the slices whose probability reaches the classifier threshold.
 
-Nothing here imports MONAI, which would add about 4.5 s to every cold ``tumorseg detect``: the
-ResUNet is built from ``torch.nn`` and the DenseNet121 comes from the bundle's checksum-verified
-TorchScript export (``models/model_classifier.ts``, the same weights as ``model_classifier.pt``).
+Nothing here imports MONAI, which would add about 4.5 s to every cold ``tumorseg detect``: both
+networks are built from ``torch.nn`` (:mod:`monai_core.networks`, MONAI's state-dict keys) and load the
+bundle's state dicts, ``weights_only`` and checked against their recorded sha256.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from .autocast import cpu_autocast_forward
 from .context import context_channels, context_step, segmenter_input
 from .errors import InputError
-from .networks import ResUNet
+from .networks import DenseNet121, ResUNet
 from .postprocess import MIRRORED_RULES, MaskSetting, cleaned_probability, estimate_midline
 from .quality import QualityModel
 from .runtime import keep_freed_memory
-from .weights import load_bundle_torchscript, load_state_dict, sha256
+from .weights import load_state_dict, sha256
 
 __all__ = ["DEFAULT_BUNDLE", "SlicePrediction", "TumorSegPipeline"]
 
@@ -72,7 +72,7 @@ class TumorSegPipeline:
         quality = self.bundle_dir / "configs" / "quality.json"
         self.quality = QualityModel.load(quality) if quality.is_file() else None
         self.segmenter = self._load_segmenter(config["network_def"], segmenter_weights)
-        self.classifier = self._load_classifier(classifier_weights)
+        self.classifier = self._load_classifier(config["classifier_def"], classifier_weights)
 
     def _bundle_file(self, name: str) -> tuple[Path, str]:
         path = self.bundle_dir / name
@@ -97,11 +97,17 @@ class TumorSegPipeline:
         network.load_state_dict(state)
         return network.eval().to(memory_format=torch.channels_last)
 
-    def _load_classifier(self, own_path) -> torch.nn.Module:
-        network = load_bundle_torchscript(*self._bundle_file("models/model_classifier.ts"))
+    def _load_classifier(self, definition: dict, own_path) -> torch.nn.Module:
+        arguments = {k: v for k, v in definition.items() if k != "_target_"}
+        if definition.get("_target_") not in ("DenseNet121", "monai.networks.nets.DenseNet121"):
+            raise InputError(self.bundle_dir / "configs" / "inference.json", "classifier_def must be DenseNet121")
         if own_path:  # the shipped architecture, the user's weights
-            network.load_state_dict(load_state_dict(own_path, None))
-            self.weights["models/model_classifier.ts"] = sha256(own_path)
+            state = load_state_dict(own_path, None)
+            self.weights["models/model_classifier.pt"] = sha256(own_path)
+        else:
+            state = load_state_dict(*self._bundle_file("models/model_classifier.pt"))
+        network = DenseNet121(**arguments)
+        network.load_state_dict(state)
         return network.eval().to(memory_format=torch.channels_last)
 
     @property

@@ -1,22 +1,19 @@
 """Load network weights safely: ``weights_only=True`` and a sha256 that must match the bundle's record.
 
-The one exception to ``weights_only`` is the bundle's own TorchScript classifier export
-(:func:`load_bundle_torchscript`): a TorchScript archive carries code, so it is loaded only when its
-sha256 matches ``configs/metadata.json``, that is, only the exact file this project shipped. It
-saves inference the 4.5 s of importing MONAI for DenseNet121.
+Inference loads state dicts only (both networks are built from ``torch.nn``, :mod:`monai_core.networks`):
+no file that carries code, such as the bundle's TorchScript exports, is ever loaded.
 """
 
 from __future__ import annotations
 
 import hashlib
-import warnings
 from pathlib import Path
 
 import torch
 
 from .errors import InputError
 
-__all__ = ["sha256", "load_state_dict", "load_bundle_torchscript"]
+__all__ = ["sha256", "load_state_dict"]
 
 
 def sha256(path: str | Path) -> str:
@@ -44,20 +41,6 @@ def load_state_dict(path: str | Path, expected_sha256: str | None) -> dict:
     if not isinstance(state, dict):
         raise InputError(path, "weights file does not hold a state dict")
     return state
-
-
-def load_bundle_torchscript(path: str | Path, expected_sha256: str | None) -> torch.jit.ScriptModule:
-    """The TorchScript module at ``path``, loaded only if its sha256 equals the bundle's record."""
-    path = Path(path)
-    if not expected_sha256:
-        raise InputError(path, "no sha256 recorded for this TorchScript file in configs/metadata.json; refusing to load it")
-    _verify(path, expected_sha256)
-    try:
-        with warnings.catch_warnings():  # TorchScript is deprecated in favour of torch.export, whose loader costs 4 s
-            warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.* is deprecated")
-            return torch.jit.load(str(path), map_location="cpu")
-    except Exception as error:
-        raise InputError(path, f"cannot load TorchScript ({type(error).__name__})") from None
 
 
 def _verify(path: Path, expected_sha256: str) -> None:

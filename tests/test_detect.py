@@ -52,7 +52,7 @@ def test_report_follows_the_output_contract(raw_result):
     assert all({"index", "tumor_probability", "positive", "tumor_pixels"} == s.keys() for s in report["slices"])
     assert report["tumor_detected"] and any(s["positive"] for s in report["slices"])
     assert report["tumor_slices"] == sum(1 for s in report["slices"] if s["tumor_pixels"] > 0) > 0
-    assert set(report["bundle"]["sha256"]) == {"models/model.pt", "models/model_classifier.ts"}  # what ran
+    assert set(report["bundle"]["sha256"]) == {"models/model.pt", "models/model_classifier.pt"}  # what ran
     assert sorted(p.name for p in folder.iterdir()) == [
         "overlay.png", "report.json", "segmentation.nii.gz", "segmentation.seg.nrrd"
     ]

@@ -41,3 +41,24 @@ def test_densenet121_classifier_shape_and_gradients():
     assert out.shape == (2, 2)
     out.sum().backward()
     assert net.features.conv0.weight.grad.abs().sum() > 0
+
+
+def test_the_inference_densenet121_is_monais_to_the_bit():
+    """monai_core.networks.DenseNet121 (inference, no MONAI import) loads the state dict MONAI's DenseNet121
+    trains, module for module, and gives the same logits in float32 and under bfloat16 autocast."""
+    from monai_core.networks import DenseNet121 as InferenceDenseNet121
+
+    torch.manual_seed(0)
+    monai_net = DenseNet121(spatial_dims=2, in_channels=3, out_channels=2).eval()
+    for module in monai_net.modules():  # running statistics that are not 0 and 1, as trained ones are not
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    ours = InferenceDenseNet121(spatial_dims=2, in_channels=3, out_channels=2).eval()
+    ours.load_state_dict(monai_net.state_dict())
+    assert [name for name, _ in ours.named_modules()] == [name for name, _ in monai_net.named_modules()]
+    x = torch.rand(3, 3, 128, 128)
+    with torch.inference_mode():
+        assert torch.equal(ours(x), monai_net(x))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert torch.equal(ours(x), monai_net(x))

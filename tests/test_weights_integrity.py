@@ -2,8 +2,8 @@
 
 A tampered bundle file is refused with a clear message, a pickle payload is never executed (not
 even when its checksum is recorded, nor when the user names it as their own weights), and the
-user's explicit own weights are loaded without a checksum. The TorchScript classifier export,
-which carries code, is loaded only when its own checksum matches.
+user's explicit own weights are loaded without a checksum. Inference never loads the TorchScript
+exports, which carry code.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from conftest import BUNDLE
 from monai_core.cli import main
 from monai_core.errors import InputError
 from monai_core.pipeline import TumorSegPipeline
-from monai_core.weights import load_bundle_torchscript, load_state_dict, sha256
+from monai_core.weights import load_state_dict, sha256
 
 
 @pytest.fixture
 def bundle_copy(tmp_path) -> Path:
     """A private copy of the shipped bundle that a test may damage."""
     copy = tmp_path / "bundle"
-    shutil.copytree(BUNDLE, copy, ignore=shutil.ignore_patterns("model.ts", "eval", "runs"))
+    shutil.copytree(BUNDLE, copy, ignore=shutil.ignore_patterns("*.ts", "eval", "runs"))
     return copy
 
 
@@ -62,7 +62,7 @@ def test_a_tampered_weights_file_is_refused(bundle_copy, tmp_path, capsys):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("name", ["models/model.pt", "models/model_classifier.ts"])
+@pytest.mark.parametrize("name", ["models/model.pt", "models/model_classifier.pt"])
 def test_weights_without_a_recorded_checksum_are_refused(bundle_copy, name):
     metadata = bundle_copy / "configs" / "metadata.json"
     content = json.loads(metadata.read_text())
@@ -72,24 +72,16 @@ def test_weights_without_a_recorded_checksum_are_refused(bundle_copy, name):
         TumorSegPipeline(bundle_copy)
 
 
-def test_a_tampered_torchscript_classifier_is_refused_before_loading(bundle_copy, monkeypatch):
-    export = bundle_copy / "models" / "model_classifier.ts"
-    data = bytearray(export.read_bytes())
+def test_a_tampered_classifier_is_refused_and_no_torchscript_is_loaded(bundle_copy, monkeypatch):
+    weights = bundle_copy / "models" / "model_classifier.pt"
+    data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0xFF
-    export.write_bytes(bytes(data))
-    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: pytest.fail("torch.jit.load ran on an unverified file"))
+    weights.write_bytes(bytes(data))
+    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: pytest.fail("inference loaded a TorchScript file"))
     with pytest.raises(InputError, match="checksum mismatch.*refusing to run"):
         TumorSegPipeline(bundle_copy)
-    with pytest.raises(InputError, match="no sha256 recorded"):
-        load_bundle_torchscript(export, None)
-
-
-def test_the_torchscript_classifier_holds_the_shipped_state_dict():
-    """The inference path runs model_classifier.ts; it must be exactly model_classifier.pt."""
-    shipped = torch.load(BUNDLE / "models" / "model_classifier.pt", map_location="cpu", weights_only=True)
-    scripted = TumorSegPipeline(BUNDLE).classifier.state_dict()
-    assert shipped.keys() == scripted.keys()
-    assert all(torch.equal(shipped[k], scripted[k]) for k in shipped)
+    (bundle_copy / "models" / "model_classifier.pt").write_bytes((BUNDLE / "models" / "model_classifier.pt").read_bytes())
+    TumorSegPipeline(bundle_copy)  # the intact bundle loads, still without torch.jit.load
 
 
 def test_a_pickle_payload_is_never_executed(bundle_copy, tmp_path):
@@ -134,5 +126,5 @@ def test_the_users_own_classifier_weights_go_into_the_shipped_architecture(tmp_p
     own = tmp_path / "classifier.pt"
     torch.save(state, own)
     pipeline = TumorSegPipeline(BUNDLE, classifier_weights=own)
-    assert pipeline.identity["sha256"]["models/model_classifier.ts"] == sha256(own)
+    assert pipeline.identity["sha256"]["models/model_classifier.pt"] == sha256(own)
     assert torch.allclose(pipeline.classifier.state_dict()[name], state[name])
