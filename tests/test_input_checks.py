@@ -205,8 +205,8 @@ def _registration_metric_as_in_0_3(fixed, moving, transform) -> float:
 
 @pytest.mark.parametrize("folder", [RAW, BET / "TCGA-DU-7294"], ids=["sample", "skull-stripped"])
 def test_registration_metric_values_are_those_of_before(folder):
-    """The registration metric (one shared head mask, no gradient filters) is bit for bit the old one for
-    the same transform, so the threshold keeps its meaning; the verdicts stay those above."""
+    """The registration metric (one shared head mask, no gradient filters, cropped to the head's box) is the
+    old one for the same transform, to rounding, so the threshold keeps its meaning; the verdicts stay those above."""
     from monai_core.checks import head_mask
     from monai_core.io.volumes import read_volume
     from monai_core.preprocess import register_rigid_all
@@ -217,7 +217,9 @@ def test_registration_metric_values_are_those_of_before(folder):
     head = head_mask(flair)
     for name, moving in movings.items():
         value = registration_metric(flair, moving, transforms[name], head)
-        assert value == _registration_metric_as_in_0_3(flair, moving, transforms[name])  # exact: a tuned threshold reads it
+        # the same sums in another order (the crop to the head's box splits the voxels among threads
+        # differently): equal to rounding, 1e-16 here, so the tuned threshold keeps its meaning
+        assert value == pytest.approx(_registration_metric_as_in_0_3(flair, moving, transforms[name]), rel=1e-12, abs=0)
         assert value < REGISTRATION_POOR
     study = load_volumes(folder / "flair.nii.gz", folder / "t1.nii.gz", folder / "t1c.nii.gz")
     assert "registration_poor" not in codes(study)
