@@ -162,7 +162,8 @@ if torch.get_num_threads() != int(sys.argv[3]):
 counts = {"classifier": 0, "segmenter": 0}
 def counted(name, function):
     def call(x, *a, **k):
-        counts[name] += len(x)
+        index = k.get("index", a[0] if a else None)  # segment(slices, index): the slices it runs on
+        counts[name] += len(x) if index is None else len(index)
         return function(x, *a, **k)
     return call
 pipeline.classify = counted("classifier", pipeline.classify)
