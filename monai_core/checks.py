@@ -65,7 +65,8 @@ def registration_metric(fixed: sitk.Image, moving: sitk.Image, transform: sitk.T
     derivative, which an evaluation never reads (the value is the same to the last bit, at a third
     of the cost; tests/test_input_checks.py). The FLAIR and its head are cropped to the head's box
     first: the evaluation samples only the head and takes the FLAIR's intensity range inside it, so the
-    value is again the same to the bit, while the voxels around the head are no longer visited (0.59 s
+    value is the same to rounding (the sums split differently among threads; to the bit with one thread),
+    while the voxels around the head are no longer visited (0.59 s
     of CPU down to 0.33 s on a 1 mm scan, 240x240x155; no change on the sample study's head, which
     fills its box).
     """

@@ -44,6 +44,16 @@ class SlicePrediction:
     flipped_probability: np.ndarray | None = None  # the same from left-right flipped slices, on the mask's slices
 
 
+def _with_weights(network: torch.nn.Module, state: dict, path) -> torch.nn.Module:
+    """``network`` holding ``state``, in evaluation mode and channels-last; a state dict made for another
+    architecture is refused with one line naming the file, not PyTorch's list of every missing key."""
+    try:
+        network.load_state_dict(state)
+    except RuntimeError:
+        raise InputError(path, f"these weights do not fit the bundle's {type(network).__name__}") from None
+    return network.eval().to(memory_format=torch.channels_last)
+
+
 class TumorSegPipeline:
     """Both networks of a TumorSeg bundle, with the thresholds and sizes from ``configs/inference.json``.
 
@@ -89,13 +99,14 @@ class TumorSegPipeline:
         if own_path:
             state = load_state_dict(own_path, None)
             self.weights["models/model.pt"] = sha256(own_path)
-            arguments["in_channels"] = int(state["down.0.body.0.weight"].shape[1])  # the user's may be 2D or 2.5D
+            first = state.get("down.0.body.0.weight")
+            if not isinstance(first, torch.Tensor) or first.ndim != 4:
+                raise InputError(own_path, "these weights do not fit the bundle's ResUNet")
+            arguments["in_channels"] = int(first.shape[1])  # the user's may be 2D or 2.5D
         else:
             state = load_state_dict(*self._bundle_file("models/model.pt"))
         self.context = context_channels(int(arguments.get("in_channels", 3)))  # a 2.5D segmenter (monai_core.context)
-        network = ResUNet(**arguments)
-        network.load_state_dict(state)
-        return network.eval().to(memory_format=torch.channels_last)
+        return _with_weights(ResUNet(**arguments), state, own_path or self.bundle_dir / "models" / "model.pt")
 
     def _load_classifier(self, definition: dict, own_path) -> torch.nn.Module:
         arguments = {k: v for k, v in definition.items() if k != "_target_"}
@@ -106,9 +117,7 @@ class TumorSegPipeline:
             self.weights["models/model_classifier.pt"] = sha256(own_path)
         else:
             state = load_state_dict(*self._bundle_file("models/model_classifier.pt"))
-        network = DenseNet121(**arguments)
-        network.load_state_dict(state)
-        return network.eval().to(memory_format=torch.channels_last)
+        return _with_weights(DenseNet121(**arguments), state, own_path or self.bundle_dir / "models" / "model_classifier.pt")
 
     @property
     def classifier_threshold(self) -> float:

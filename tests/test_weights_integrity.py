@@ -128,3 +128,12 @@ def test_the_users_own_classifier_weights_go_into_the_shipped_architecture(tmp_p
     pipeline = TumorSegPipeline(BUNDLE, classifier_weights=own)
     assert pipeline.identity["sha256"]["models/model_classifier.pt"] == sha256(own)
     assert torch.allclose(pipeline.classifier.state_dict()[name], state[name])
+
+
+def test_the_users_weights_for_another_network_are_refused_in_one_line(tmp_path):
+    """The segmenter's state dict given as the classifier's (or the reverse) names the file, with no key dump."""
+    with pytest.raises(InputError, match="do not fit the bundle's DenseNet121") as refused:
+        TumorSegPipeline(BUNDLE, classifier_weights=BUNDLE / "models" / "model.pt")
+    assert "model.pt" in str(refused.value) and "\n" not in str(refused.value)
+    with pytest.raises(InputError, match="do not fit the bundle's ResUNet"):
+        TumorSegPipeline(BUNDLE, segmenter_weights=BUNDLE / "models" / "model_classifier.pt")
