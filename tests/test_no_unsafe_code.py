@@ -1,9 +1,8 @@
 """Static check: nothing in monai_core can run code from a file it reads.
 
 No ``eval``/``exec``, no ``pickle``/``marshal``/``shelve`` loading, no ``torch.load`` without
-``weights_only=True``, no ``numpy.load(allow_pickle=True)`` and no ``yaml.load`` without a safe loader.
-``torch.jit.load`` (TorchScript carries code) is allowed in one place only: the loader in
-``weights.py`` that first checks the file against the bundle's recorded sha256.
+``weights_only=True``, no ``numpy.load(allow_pickle=True)`` and no ``yaml.load`` without a safe loader, and no ``torch.jit.load``
+(TorchScript carries code): inference builds both networks from ``torch.nn`` and loads state dicts.
 The scan works on the syntax tree, so comments and strings do not count, and it is itself tested on
 snippets that must be flagged.
 """
@@ -102,9 +101,7 @@ def test_monai_core_never_runs_code_from_files():
     files = sorted(PACKAGE.rglob("*.py"))
     assert len(files) > 10
     found = [hit for path in files for hit in unsafe_calls(path.read_text(), str(path.relative_to(PACKAGE.parent)))]
-    checksum_gated = [hit for hit in found if hit.startswith("monai_core/weights.py:") and "jit.load" in hit]
-    assert len(checksum_gated) == 1, found
-    assert [hit for hit in found if hit not in checksum_gated] == [], "\n".join(found)
+    assert found == [], "\n".join(found)
 
 
 def test_the_weights_loader_uses_weights_only():
