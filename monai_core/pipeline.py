@@ -92,32 +92,35 @@ class TumorSegPipeline:
         self.weights[name] = expected
         return path, expected
 
+    def _state(self, name: str, own_path) -> tuple[dict, Path]:
+        """The state dict for the bundle's ``name`` and the file it came from: the user's own weights when
+        given (the shipped architecture, no recorded checksum; their sha256 goes into report.json), else the
+        bundle's file, checked against its recorded sha256."""
+        if own_path:
+            state = load_state_dict(own_path, None)  # first: a missing or unsafe file is refused in one line
+            self.weights[name] = sha256(own_path)
+            return state, Path(own_path)
+        path, expected = self._bundle_file(name)
+        return load_state_dict(path, expected), path
+
     def _load_segmenter(self, definition: dict, own_path) -> torch.nn.Module:
         arguments = {k: v for k, v in definition.items() if k != "_target_"}
         if definition.get("_target_") != "monai_core.networks.ResUNet":
             raise InputError(self.bundle_dir / "configs" / "inference.json", "network_def must be monai_core.networks.ResUNet")
+        state, path = self._state("models/model.pt", own_path)
         if own_path:
-            state = load_state_dict(own_path, None)
-            self.weights["models/model.pt"] = sha256(own_path)
             first = state.get("down.0.body.0.weight")
             if not isinstance(first, torch.Tensor) or first.ndim != 4:
-                raise InputError(own_path, "these weights do not fit the bundle's ResUNet")
+                raise InputError(path, "these weights do not fit the bundle's ResUNet")
             arguments["in_channels"] = int(first.shape[1])  # the user's may be 2D or 2.5D
-        else:
-            state = load_state_dict(*self._bundle_file("models/model.pt"))
         self.context = context_channels(int(arguments.get("in_channels", 3)))  # a 2.5D segmenter (monai_core.context)
-        return _with_weights(ResUNet(**arguments), state, own_path or self.bundle_dir / "models" / "model.pt")
+        return _with_weights(ResUNet(**arguments), state, path)
 
     def _load_classifier(self, definition: dict, own_path) -> torch.nn.Module:
         arguments = {k: v for k, v in definition.items() if k != "_target_"}
         if definition.get("_target_") not in ("DenseNet121", "monai.networks.nets.DenseNet121"):
             raise InputError(self.bundle_dir / "configs" / "inference.json", "classifier_def must be DenseNet121")
-        if own_path:  # the shipped architecture, the user's weights
-            state = load_state_dict(own_path, None)
-            self.weights["models/model_classifier.pt"] = sha256(own_path)
-        else:
-            state = load_state_dict(*self._bundle_file("models/model_classifier.pt"))
-        return _with_weights(DenseNet121(**arguments), state, own_path or self.bundle_dir / "models" / "model_classifier.pt")
+        return _with_weights(DenseNet121(**arguments), *self._state("models/model_classifier.pt", own_path))
 
     @property
     def classifier_threshold(self) -> float:

@@ -6,7 +6,7 @@ ships its state dict. Inference builds this network instead and loads that state
 detect``, and the TorchScript export that inference ran before costs two slow calls while its
 profiling executor specialises the graph (0.41 and 0.32 s against 0.16 s on the sample study's 26
 slices; this module's first call takes 0.22 s). The layers, their order and their names follow
-MONAI's DenseNet, so that the outputs are MONAI's to the bit (tests/test_densenet.py).
+MONAI's DenseNet, so that the outputs are MONAI's to the bit (tests/test_networks.py).
 
 Reference: Huang G, Liu Z, van der Maaten L, Weinberger KQ. Densely Connected Convolutional Networks.
 CVPR 2017.
