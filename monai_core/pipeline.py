@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from .autocast import cpu_autocast_forward
 from .context import context_channels, context_step, segmenter_input
 from .errors import InputError
-from .networks import DenseNet121, ResUNet
+from .networks import ResUNet, TorchDenseNet121
 from .postprocess import MIRRORED_RULES, MaskSetting, cleaned_probability, estimate_midline
 from .quality import QualityModel
 from .runtime import keep_freed_memory
@@ -44,13 +44,13 @@ class SlicePrediction:
     flipped_probability: np.ndarray | None = None  # the same from left-right flipped slices, on the mask's slices
 
 
-def _with_weights(network: torch.nn.Module, state: dict, path) -> torch.nn.Module:
+def _with_weights(network: torch.nn.Module, architecture: str, state: dict, path) -> torch.nn.Module:
     """``network`` holding ``state``, in evaluation mode and channels-last; a state dict made for another
     architecture is refused with one line naming the file, not PyTorch's list of every missing key."""
     try:
         network.load_state_dict(state)
     except RuntimeError:
-        raise InputError(path, f"these weights do not fit the bundle's {type(network).__name__}") from None
+        raise InputError(path, f"these weights do not fit the bundle's {architecture}") from None
     return network.eval().to(memory_format=torch.channels_last)
 
 
@@ -114,13 +114,13 @@ class TumorSegPipeline:
                 raise InputError(path, "these weights do not fit the bundle's ResUNet")
             arguments["in_channels"] = int(first.shape[1])  # the user's may be 2D or 2.5D
         self.context = context_channels(int(arguments.get("in_channels", 3)))  # a 2.5D segmenter (monai_core.context)
-        return _with_weights(ResUNet(**arguments), state, path)
+        return _with_weights(ResUNet(**arguments), "ResUNet", state, path)
 
     def _load_classifier(self, definition: dict, own_path) -> torch.nn.Module:
         arguments = {k: v for k, v in definition.items() if k != "_target_"}
         if definition.get("_target_") not in ("DenseNet121", "monai.networks.nets.DenseNet121"):
             raise InputError(self.bundle_dir / "configs" / "inference.json", "classifier_def must be DenseNet121")
-        return _with_weights(DenseNet121(**arguments), *self._state("models/model_classifier.pt", own_path))
+        return _with_weights(TorchDenseNet121(**arguments), "DenseNet121", *self._state("models/model_classifier.pt", own_path))
 
     @property
     def classifier_threshold(self) -> float:

@@ -44,9 +44,9 @@ def test_densenet121_classifier_shape_and_gradients():
 
 
 def test_the_inference_densenet121_is_monais_to_the_bit():
-    """monai_core.networks.DenseNet121 (inference, no MONAI import) loads the state dict MONAI's DenseNet121
+    """monai_core.networks.TorchDenseNet121 (inference, no MONAI import) loads the state dict MONAI's DenseNet121
     trains, module for module, and gives the same logits in float32 and under bfloat16 autocast."""
-    from monai_core.networks import DenseNet121 as InferenceDenseNet121
+    from monai_core.networks import TorchDenseNet121
 
     torch.manual_seed(0)
     monai_net = DenseNet121(spatial_dims=2, in_channels=3, out_channels=2).eval()
@@ -54,7 +54,7 @@ def test_the_inference_densenet121_is_monais_to_the_bit():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-0.1, 0.1)
             module.running_var.uniform_(0.5, 1.5)
-    ours = InferenceDenseNet121(spatial_dims=2, in_channels=3, out_channels=2).eval()
+    ours = TorchDenseNet121(spatial_dims=2, in_channels=3, out_channels=2).eval()
     ours.load_state_dict(monai_net.state_dict())
     assert [name for name, _ in ours.named_modules()] == [name for name, _ in monai_net.named_modules()]
     x = torch.rand(3, 3, 128, 128)
@@ -62,3 +62,15 @@ def test_the_inference_densenet121_is_monais_to_the_bit():
         assert torch.equal(ours(x), monai_net(x))
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert torch.equal(ours(x), monai_net(x))
+
+
+def test_the_bundle_configs_densenet121_is_still_monais():
+    """A bare "DenseNet121" target in the bundle's configs means MONAI's network even with monai_core's
+    networks imported: MONAI's config parser searches every loaded module named monai*."""
+    import monai.networks.nets
+    from monai.bundle import ConfigParser
+
+    import monai_core.pipeline  # noqa: F401  (loads monai_core.networks)
+
+    parser = ConfigParser({"net": {"_target_": "DenseNet121", "spatial_dims": 2, "in_channels": 3, "out_channels": 2}})
+    assert type(parser.get_parsed_content("net")) is monai.networks.nets.DenseNet121

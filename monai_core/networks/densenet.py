@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["DenseNet121"]
+__all__ = ["TorchDenseNet121"]
 
 _CONV = {2: nn.Conv2d, 3: nn.Conv3d}
 _NORM = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
@@ -68,8 +68,12 @@ class _Transition(nn.Sequential):
         ]))
 
 
-class DenseNet121(nn.Module):
+class TorchDenseNet121(nn.Module):
     """DenseNet-121 (dense blocks of 6, 12, 24 and 16 layers, growth rate 32) in MONAI's layout.
+
+    Not named ``DenseNet121``: MONAI's config parser looks a bare ``"_target_": "DenseNet121"`` up in every
+    loaded module whose name starts with "monai", ``monai_core`` included, and would take this class
+    for the bundle's training configs, which mean MONAI's (and pass it arguments it lacks).
 
     Args:
         spatial_dims: 2 for axial slices.
