@@ -42,6 +42,14 @@ def test_raw_volumes_reproduce_the_kaggle_channels(raw):
     assert abs(float(np.mean(t1)) - float(np.mean(raw["kaggle"][..., 0]))) < 0.02
 
 
+def test_a_registered_sequence_is_interpolated_linearly(raw):
+    """Through a registration's transform, to_model_space is ITK's linear resampling (why: REGISTERED_INTERPOLATOR);
+    the FLAIR onto its own grid stays a cubic B-spline (tests/test_bspline.py)."""
+    grid = model_grid(raw["t1"])
+    linear = sitk.Resample(raw["flair"], grid, raw["flair_to_t1"], sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    assert np.array_equal(to_model_space(raw["flair"], grid, raw["flair_to_t1"]), np.clip(sitk.GetArrayFromImage(linear), 0, None))
+
+
 def test_header_geometry_alone_does_not_align_the_flair(raw):
     """Why registration is needed: without it the FLAIR channel correlates far less."""
     flair = intensity_window(to_model_space(raw["flair"], model_grid(raw["t1"])))
