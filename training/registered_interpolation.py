@@ -17,6 +17,7 @@ with networks that never saw the patients:
 Result (2026-12-05, all 88 patients, 84 of them with a T1 or T1c): mean Dice 0.8575 with the cubic
 B-spline, 0.8574 linear; linear minus B-spline -0.0000 (95% bootstrap -0.0012 to +0.0016), per
 patient -0.0139 to +0.0485 (34 better, 45 worse, 5 the same); the two masks agree at a median Dice of 0.996.
+Per patient: ``training/cv/registered_interpolation.json`` (``--out``).
 
 Usage (about 3 s per patient and interpolation on 2 cores)::
 
@@ -109,15 +110,11 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="only the first N development patients")
     parser.add_argument("--out", type=Path, help="per-patient results as JSON")
     args = parser.parse_args()
-    folds = patient_folds(read_patient_list(DEFAULT_PATIENT_LIST))
-    pipelines = {}
-    rows = []
-    for fold, members in enumerate(folds):
-        for patient in members:
-            rows.append((patient, fold))
-    rows.sort(key=lambda row: read_patient_list(DEFAULT_PATIENT_LIST).index(row[0]))
-    results = []
-    for patient, fold in rows[: args.limit]:
+    patients = read_patient_list(DEFAULT_PATIENT_LIST)
+    fold_of = {patient: fold for fold, members in enumerate(patient_folds(patients)) for patient in members}
+    pipelines, results = {}, []
+    for patient in patients[: args.limit]:
+        fold = fold_of[patient]
         if fold not in pipelines:
             pipelines[fold] = fold_pipeline(args.folds, fold)
         truth = truth_masks(args.data / patient)
