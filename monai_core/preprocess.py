@@ -92,11 +92,11 @@ def to_model_space(volume: sitk.Image, grid: sitk.Image, transform: sitk.Transfo
     grid is tilted against the FLAIR's. It is interpolated linearly (:data:`REGISTERED_INTERPOLATOR`).
     """
     if transform is not None:
-        resampled = sitk.Resample(volume, grid, transform, REGISTERED_INTERPOLATOR, 0.0, sitk.sitkFloat32)
-        return np.clip(sitk.GetArrayFromImage(resampled), 0, None)
-    resampled = resample_axis_aligned(volume, grid)
-    if resampled is None:
-        resampled = sitk.GetArrayFromImage(sitk.Resample(volume, grid, sitk.Transform(), sitk.sitkBSpline, 0.0, sitk.sitkFloat32))
+        resampled = sitk.GetArrayFromImage(sitk.Resample(volume, grid, transform, REGISTERED_INTERPOLATOR, 0.0, sitk.sitkFloat32))
+    else:
+        resampled = resample_axis_aligned(volume, grid)
+        if resampled is None:
+            resampled = sitk.GetArrayFromImage(sitk.Resample(volume, grid, sitk.Transform(), sitk.sitkBSpline, 0.0, sitk.sitkFloat32))
     return np.clip(resampled, 0, None)
 
 

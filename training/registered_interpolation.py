@@ -37,14 +37,16 @@ import SimpleITK as sitk
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
-from monai_core import study as study_module  # noqa: E402
+from monai_core import preprocess  # noqa: E402
 from monai_core.data import DEFAULT_PATIENT_LIST, patient_folds, read_patient_list  # noqa: E402
 from monai_core.detect import detect_case  # noqa: E402
 from monai_core.evaluation import truth_masks  # noqa: E402
 from monai_core.metrics import dice  # noqa: E402
 from monai_core.pipeline import DEFAULT_BUNDLE, TumorSegPipeline  # noqa: E402
 from monai_core.study import load_kaggle_case  # noqa: E402
+from registration_cases import moved_header  # noqa: E402  (tests/: a header moved by a rigid transform)
 
 SPACING = (0.94, 0.94, 5.0)
 MOVE_DEGREES, MOVE_MM = 4.0, 6.0
@@ -77,29 +79,18 @@ def write_volumes(case: Path, out: Path) -> dict[str, str]:
 def _moved(image: sitk.Image) -> sitk.Image:
     """The same voxels with the header rotated by MOVE_DEGREES about the volume's centre and shifted by MOVE_MM."""
     centre = image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in image.GetSize()])
-    move = sitk.Euler3DTransform(centre, 0.0, np.radians(MOVE_DEGREES / 2), np.radians(MOVE_DEGREES), (MOVE_MM, 0.0, 0.0))
-    matrix = np.asarray(move.GetMatrix()).reshape(3, 3)
-    out = sitk.Image(image)
-    out.SetDirection((matrix @ np.asarray(image.GetDirection()).reshape(3, 3)).ravel().tolist())
-    out.SetOrigin(move.TransformPoint(image.GetOrigin()))
-    return out
+    return moved_header(image, sitk.Euler3DTransform(centre, 0.0, np.radians(MOVE_DEGREES / 2), np.radians(MOVE_DEGREES),
+                                                     (MOVE_MM, 0.0, 0.0)))
 
 
 def detect_with(interpolation: int, pipeline: TumorSegPipeline, files: dict, out: Path) -> np.ndarray:
     """detect's mask on the FLAIR grid (z, y, x), with the registered sequences resampled by ``interpolation``."""
-    shipped = study_module.to_model_space
-
-    def to_model_space(volume, grid, transform=None):
-        if transform is None:
-            return shipped(volume, grid)
-        resampled = sitk.Resample(volume, grid, transform, interpolation, 0.0, sitk.sitkFloat32)
-        return np.clip(sitk.GetArrayFromImage(resampled), 0, None)
-
-    study_module.to_model_space = to_model_space
+    shipped = preprocess.REGISTERED_INTERPOLATOR
+    preprocess.REGISTERED_INTERPOLATOR = interpolation  # read by to_model_space at each call
     try:
         detect_case(pipeline, out, flair=files["flair"], t1=files.get("t1"), t1c=files.get("t1c"), case_id="case", overwrite=True)
     finally:
-        study_module.to_model_space = shipped
+        preprocess.REGISTERED_INTERPOLATOR = shipped
     return sitk.GetArrayFromImage(sitk.ReadImage(str(out / "case" / "segmentation.nii.gz"))) > 0
 
 
